@@ -1,0 +1,64 @@
+"""Collect training pictures: N per label from a camera (or any frame source), one every K seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mask_od.fileio import write_bytes_atomic
+from mask_od.sources import Source, iter_frames
+
+
+@dataclasses.dataclass
+class CaptureResult:
+    """Files written per label, and whether the source ended before every picture was taken."""
+
+    saved: dict[str, list[Path]]
+    ended_early: bool
+    message: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.saved.values())
+
+
+def capture_images(
+    labels: Sequence[str],
+    num_images: int = 5,
+    interval_s: float = 2.0,
+    source: Source = 0,
+    out_dir: Path | str = "workspace/images/collected",
+    on_saved: Callable[[str, Path], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CaptureResult:
+    """Save ``num_images`` frames per label to ``out_dir/<label>/<label>.<uuid>.jpg``, waiting ``interval_s`` between
+    shots (time to change pose). Existing files are never replaced. If the source dies midway, what was saved is kept
+    and ``ended_early`` is set; a source that cannot be opened raises ``SourceError`` at once."""
+    import cv2
+
+    out_dir = Path(out_dir)
+    saved: dict[str, list[Path]] = {label: [] for label in labels}
+    frames = iter_frames(source)
+    try:
+        for label in labels:
+            (out_dir / label).mkdir(parents=True, exist_ok=True)
+            for _ in range(num_images):
+                frame = next(frames, None)
+                if frame is None:
+                    done = sum(len(v) for v in saved.values())
+                    return CaptureResult(saved, True, f"source ended after {done} picture(s); they are kept")
+                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                if not ok:
+                    raise RuntimeError("JPEG encoding failed")
+                path = write_bytes_atomic(out_dir / label / f"{label}.{uuid.uuid1()}.jpg", buf.tobytes())
+                saved[label].append(path)
+                if on_saved:
+                    on_saved(label, path)
+                if interval_s > 0:
+                    sleep(interval_s)
+    finally:
+        frames.close()
+    return CaptureResult(saved, False, f"saved {sum(len(v) for v in saved.values())} picture(s)")

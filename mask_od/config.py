@@ -1,0 +1,189 @@
+"""One typed config: defaults and their comments in default.yaml, user YAML / key=value / kwargs on top, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULTS_PATH = Path(__file__).with_name("default.yaml")
+BACKBONES = ("mobilenet_v2_fpnlite", "resnet50_fpn")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or a value has the wrong type or range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The knobs of a run; see default.yaml for the meaning and default of each."""
+
+    train_records: str
+    val_records: str
+    label_map: str
+    backbone: str
+    image_size: int
+    anchor_size: float
+    pretrained: str
+    init_checkpoint: str
+    max_detections: int
+    nms_iou_threshold: float
+    score_threshold: float
+    batch_size: int
+    steps: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    freeze_backbone_bn: bool
+    aug_hflip: bool
+    aug_scale_min: float
+    aug_scale_max: float
+    aug_color: bool
+    max_boxes: int
+    output_dir: str
+    checkpoint_every: int
+    keep_checkpoints: int
+    eval_every: int
+    log_every: int
+    seed: int
+    strategy: str
+    mixed_precision: bool
+
+    def replace(self, **kwargs) -> "Config":
+        return build_config(dataclasses.asdict(self), **kwargs)
+
+    def to_yaml(self) -> str:
+        """The config as YAML, each key with its comment from default.yaml."""
+        comments = _default_comments()
+        lines = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            val = _yaml_scalar(v)
+            lines.append(f"{f.name}: {val}" + (f"  # {comments[f.name]}" if f.name in comments else ""))
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: Path | str) -> Path:
+        from mask_od.fileio import write_text_atomic
+
+        return write_text_atomic(path, self.to_yaml(), overwrite=True)
+
+
+def _yaml_scalar(v: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _default_comments() -> dict[str, str]:
+    out = {}
+    for line in DEFAULTS_PATH.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^(\w+):.*?#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def default_values() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(DEFAULTS_PATH.read_text(encoding="utf-8"))
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the default's type; strings from the command line are parsed as YAML scalars."""
+    import yaml
+
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+        if isinstance(value, str) and isinstance(default, float) and not isinstance(default, bool):
+            try:
+                value = float(value)  # "1e-3": YAML 1.1 reads it as a string
+            except ValueError:
+                pass
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if value is None:
+            return ""
+        if isinstance(value, (str, Path)):
+            return str(value)
+    raise ConfigError(f"config key {key!r}: expected {type(default).__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _check_ranges(c: dict[str, Any]) -> None:
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg)
+
+    need(c["backbone"] in BACKBONES, f"backbone must be one of {BACKBONES}, got {c['backbone']!r}")
+    need(c["strategy"] in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {c['strategy']!r}")
+    need(c["image_size"] >= 64 and c["image_size"] % 32 == 0, f"image_size must be a multiple of 32 >= 64, got {c['image_size']}")
+    for k in ("batch_size", "steps", "max_detections", "keep_checkpoints", "log_every", "checkpoint_every", "max_boxes"):
+        need(c[k] >= 1, f"{k} must be >= 1, got {c[k]}")
+    for k in ("warmup_steps", "eval_every"):
+        need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}")
+    need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
+    need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
+    need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
+    need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]")
+
+
+def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any) -> Config:
+    """Defaults, then each source in order (a YAML file path or a dict), then ``kwargs``; validated.
+
+    Unknown keys raise :class:`ConfigError` with the closest known key."""
+    import difflib
+
+    import yaml
+
+    defaults = default_values()
+    values = dict(defaults)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    for s in sources:
+        if s is None:
+            continue
+        if isinstance(s, (str, Path)):
+            p = Path(s)
+            if not p.is_file():
+                raise ConfigError(f"{p}: config file not found")
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{p}: a config file must be a mapping of key: value")
+            layers.append((str(p), data))
+        else:
+            layers.append(("arguments", s))
+    layers.append(("arguments", kwargs))
+    for where, layer in layers:
+        for k, v in layer.items():
+            if k not in defaults:
+                close = difflib.get_close_matches(k, list(defaults), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{where}: unknown config key {k!r}{hint}; known keys are in {DEFAULTS_PATH}")
+            values[k] = _coerce(k, v, defaults[k])
+    _check_ranges(values)
+    return Config(**values)
+
+
+def parse_key_values(items: list[str]) -> dict[str, str]:
+    """``["steps=100", "batch_size=4"]`` -> dict (values are typed later by :func:`build_config`)."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"expected key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip().lstrip("-").replace("-", "_")] = v
+    return out

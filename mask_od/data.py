@@ -1,0 +1,76 @@
+"""tf.data input pipelines over TFRecords: Model Garden's TfExampleDecoder and RetinaNet parser (anchor labeling)."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from mask_od.config import Config
+from mask_od.model import ASPECT_RATIOS, MAX_LEVEL, MIN_LEVEL, NUM_SCALES
+
+
+def resolve_records(pattern: str | Path | list) -> list[str]:
+    """Files matching a TFRecord path, glob or list (shards ``name-00000-of-00004`` found from ``name``)."""
+    if isinstance(pattern, (list, tuple)):
+        return sorted(f for p in pattern for f in resolve_records(p))
+    p = str(pattern)
+    files = sorted(glob.glob(p)) or sorted(glob.glob(p + "-?????-of-?????"))
+    if not files:
+        raise FileNotFoundError(f"{p}: no TFRecord files match (make them with scripts/generate_tfrecord.py)")
+    return files
+
+
+def _color_jitter(data: dict, seed: int) -> dict:
+    import tensorflow as tf
+
+    img = tf.image.convert_image_dtype(data["image"], tf.float32)
+    img = tf.image.random_brightness(img, 0.15)
+    img = tf.image.random_contrast(img, 0.8, 1.2)
+    img = tf.image.random_saturation(img, 0.7, 1.3)
+    img = tf.image.random_hue(img, 0.03)
+    data = dict(data)
+    data["image"] = tf.image.convert_image_dtype(tf.clip_by_value(img, 0.0, 1.0), tf.uint8)
+    return data
+
+
+def build_parser(config: Config, training: bool):
+    from official.vision.dataloaders.retinanet_input import Parser
+
+    return Parser(
+        output_size=[config.image_size, config.image_size],
+        min_level=MIN_LEVEL,
+        max_level=MAX_LEVEL,
+        num_scales=NUM_SCALES,
+        aspect_ratios=ASPECT_RATIOS,
+        anchor_size=config.anchor_size,
+        aug_rand_hflip=config.aug_hflip and training,
+        aug_scale_min=config.aug_scale_min if training else 1.0,
+        aug_scale_max=config.aug_scale_max if training else 1.0,
+        max_num_instances=config.max_boxes,
+        dtype="float32",
+        pad=False,
+    )
+
+
+def build_train_dataset(config: Config, records=None, batch_size: int | None = None):
+    """Endless, shuffled, augmented batches of (normalized image ``[B, S, S, 3]``, RetinaNet labels)."""
+    import tensorflow as tf
+    from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+    files = resolve_records(records or config.train_records)
+    decoder = TfExampleDecoder()
+    parser = build_parser(config, training=True)
+    ds = tf.data.TFRecordDataset(files).cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(decoder.decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if config.aug_color:
+        ds = ds.map(lambda d: _color_jitter(d, config.seed), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(parser.parse_fn(is_training=True), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size or config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def iter_decoded(records) -> "tf.data.Dataset":
+    """Decoded examples (uint8 image, normalized yxyx ``groundtruth_boxes``, label-map ``groundtruth_classes``...)."""
+    import tensorflow as tf
+    from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+    return tf.data.TFRecordDataset(resolve_records(records)).map(TfExampleDecoder().decode)

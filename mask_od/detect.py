@@ -1,0 +1,114 @@
+"""Detector: an exported SavedModel or TFLite file (chosen by path) -> detections of an image, and drawing them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from mask_od.label_map import read_label_map
+from mask_od.plots import draw_boxes_rgb
+
+
+@dataclasses.dataclass
+class Detections:
+    """Detections of one image: ``boxes`` float32 ``[N, 4]`` normalized (ymin, xmin, ymax, xmax), ``classes`` int
+    ``[N]`` label-map ids, ``scores`` float32 ``[N]`` (descending), ``names`` the class names."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for n in self.names:
+            out[n] = out.get(n, 0) + 1
+        return out
+
+
+class Detector:
+    """Loads ``saved_model/`` (a folder) or ``*.tflite`` (a file). The label map is taken from ``label_map`` or found
+    beside the model. ``detect(rgb)`` returns :class:`Detections` above ``score_threshold`` (at most ``max_boxes``)."""
+
+    def __init__(self, path: Path | str, label_map: Mapping[int, str] | Path | str | None = None,
+                 score_threshold: float = 0.5, max_boxes: int = 100, num_threads: int = 2):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no exported model here (make one with scripts/export.py)")
+        if label_map is None:
+            cand = [self.path / "label_map.pbtxt", self.path.parent / "label_map.pbtxt"]
+            found = next((c for c in cand if c.is_file()), None)
+            if found is None:
+                raise FileNotFoundError(f"{self.path}: no label_map.pbtxt beside the model; pass label_map=")
+            label_map = found
+        self.label_map = read_label_map(label_map) if isinstance(label_map, (str, Path)) else dict(label_map)
+        self.score_threshold, self.max_boxes = score_threshold, max_boxes
+        self.kind = "tflite" if self.path.suffix == ".tflite" else "saved_model"
+        if self.kind == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()[0]
+            # outputs in the function's order: boxes, classes, scores, count ("StatefulPartitionedCall:0..3")
+            self._out = sorted(self._interp.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
+            self.input_size = int(self._in["shape"][1])
+        else:
+            import tensorflow as tf
+
+            try:  # only possible before TensorFlow has started; otherwise it keeps its own setting
+                tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+                tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            except RuntimeError:
+                pass
+            self._fn = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+            self.input_size = None
+
+    def _predict_tflite(self, rgb: np.ndarray) -> dict:
+        from mask_od.export import letterbox_rgb
+
+        size = self.input_size
+        canvas, scale = letterbox_rgb(rgb, size)
+        x = canvas[None]
+        if self._in["dtype"] != np.float32:
+            sc, zp = self._in["quantization"]
+            x = np.clip(np.round(x / (sc or 1.0) + zp), np.iinfo(self._in["dtype"]).min, np.iinfo(self._in["dtype"]).max)
+        self._interp.set_tensor(self._in["index"], x.astype(self._in["dtype"]))
+        self._interp.invoke()
+        boxes, classes, scores, count = (self._interp.get_tensor(o["index"]) for o in self._out)
+        boxes, classes, scores, n = boxes[0], classes[0], scores[0], int(count[0])
+        h, w = rgb.shape[:2]
+        f = np.array([size / (scale * h), size / (scale * w)] * 2, np.float32)
+        boxes = np.clip(boxes[:n] * f, 0, 1)
+        return {"boxes": boxes.astype(np.float32), "classes": classes[:n].astype(np.int64) + 1, "scores": scores[:n].astype(np.float32)}
+
+    def predict(self, rgb: np.ndarray) -> dict:
+        """Raw detections of uint8 RGB ``[H, W, 3]``: dict of boxes (normalized yxyx), classes (label ids), scores,
+        filtered by ``score_threshold`` and ``max_boxes``."""
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected a uint8 [H, W, 3] RGB image, got {rgb.dtype} {rgb.shape}")
+        if self.kind == "tflite":
+            p = self._predict_tflite(rgb)
+        else:
+            from mask_od.inference import detections_to_numpy
+
+            p = detections_to_numpy(self._fn(input_tensor=rgb[None]))
+        order = np.argsort(-p["scores"], kind="stable")
+        keep = order[p["scores"][order] >= self.score_threshold][: self.max_boxes]
+        return {k: v[keep] for k, v in p.items()}
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        p = self.predict(rgb)
+        return Detections(p["boxes"], p["classes"], p["scores"], [self.label_map.get(int(c), str(int(c))) for c in p["classes"]])
+
+
+def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
+    """A copy of the RGB image with boxes in class colours and 'name score' labels, sized to the frame."""
+    return draw_boxes_rgb(rgb, det.boxes, det.classes, det.names, det.scores)

@@ -1,0 +1,58 @@
+"""The detector as a tf.Module with the TF OD API serving contract; used by evaluation, export and detection alike."""
+
+from __future__ import annotations
+
+from mask_od.config import Config
+
+OUTPUT_KEYS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+
+
+def make_detection_module(model, config: Config):
+    """A ``tf.Module`` whose ``serve(images)`` takes uint8 ``[1, H, W, 3]`` RGB of any size and returns
+    ``detection_boxes`` ``[1, N, 4]`` normalized (ymin, xmin, ymax, xmax) in the original image,
+    ``detection_classes`` ``[1, N]`` label-map ids (float32, as the OD API), ``detection_scores`` ``[1, N]`` and
+    ``num_detections`` ``[1]``. Letterboxing and normalization are the same as in training."""
+    import tensorflow as tf
+    from official.vision.ops import preprocess_ops
+
+    size = config.image_size
+
+    class DetectionModule(tf.Module):
+        def __init__(self):
+            super().__init__(name="mask_od_detector")
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+        def serve(self, images):
+            image = tf.cast(images[0], tf.float32)  # [0, 255]: normalize with the 0..255 ImageNet mean and std
+            image = preprocess_ops.normalize_image(image, offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB)
+            image, info = preprocess_ops.resize_and_crop_image(
+                image, [size, size], padded_size=[size, size], aug_scale_min=1.0, aug_scale_max=1.0
+            )
+            image.set_shape([size, size, 3])
+            out = self.model(image[None], image_shape=info[1:2], training=False)
+            orig, scale = info[0], info[2]
+            boxes = out["detection_boxes"][0] / tf.concat([scale, scale], 0)
+            boxes = boxes / tf.concat([orig, orig], 0)
+            boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+            return {
+                "detection_boxes": boxes[None],
+                "detection_classes": tf.cast(out["detection_classes"], tf.float32),
+                "detection_scores": out["detection_scores"],
+                "num_detections": tf.cast(out["num_detections"], tf.float32),
+            }
+
+    return DetectionModule()
+
+
+def detections_to_numpy(outputs) -> dict:
+    """The first image of a serving output as numpy arrays cut to ``num_detections``: boxes ``[N, 4]`` normalized
+    yxyx, classes ``[N]`` int label-map ids, scores ``[N]``."""
+    import numpy as np
+
+    n = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
+    return {
+        "boxes": np.asarray(outputs["detection_boxes"])[0, :n].astype(np.float32),
+        "classes": np.asarray(outputs["detection_classes"])[0, :n].astype(np.int64),
+        "scores": np.asarray(outputs["detection_scores"])[0, :n].astype(np.float32),
+    }

@@ -1,0 +1,330 @@
+"""Live detection: a capture thread feeding the newest frame to the detector, overlay with FPS and counts, alerts off
+the frame loop, annotated video and per-frame JSONL log, shown in a window, inline in Jupyter, or not at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from mask_od.detect import Detections, draw_detections
+from mask_od.sources import Source, iter_frames
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """One processed frame: ``image`` is the annotated RGB frame."""
+
+    index: int
+    image: np.ndarray
+    detections: Detections
+    fps: float
+    dropped: int
+
+
+@dataclasses.dataclass
+class LiveSummary:
+    frames: int
+    dropped: int
+    seconds: float
+    fps: float
+    detections_per_class: dict[str, int]
+    frames_with_class: dict[str, int]
+    alerts: int
+    message: str
+    video_path: str | None = None
+    log_path: str | None = None
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k}: {v}" for k, v in self.detections_per_class.items()) or "none"
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), {self.dropped} stale frames dropped; "
+                f"detections {counts}; {self.alerts} alert(s). {self.message}")
+
+
+class FrameGrabber:
+    """Reads a source in its own thread. With ``drop`` (cameras, streams) only the newest frame is kept and stale ones
+    are counted in ``dropped``; without it (files) frames queue up two deep so decoding overlaps detection."""
+
+    def __init__(self, source: Source, drop: bool, max_frames: int | None = None):
+        self.drop, self.dropped, self.error = drop, 0, None
+        self._q: queue.Queue = queue.Queue(maxsize=1 if drop else 2)
+        self._stop = threading.Event()
+        self._frames = iter_frames(source, max_frames)  # opens now: a bad source raises here, in the caller
+        self._first = next(self._frames, None)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="frame-grabber")
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            if self.drop:
+                try:
+                    self._q.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self._q.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+            else:
+                try:
+                    self._q.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+    def _run(self) -> None:
+        try:
+            if self._first is not None:
+                self._put(self._first)
+                for frame in self._frames:
+                    if self._stop.is_set():
+                        break
+                    self._put(frame)
+        except Exception as e:  # noqa: BLE001 - a dying camera must end the loop, not the process
+            self.error = e
+        finally:
+            self._frames.close()
+            self._stop.set() if self.drop else None
+            try:
+                self._q.put(None, timeout=1.0)
+            except queue.Full:
+                if self.drop:
+                    self._q.get_nowait()
+                    self._q.put_nowait(None)
+
+    def get(self, timeout: float = 10.0) -> np.ndarray | None:
+        """The next (newest) BGR frame, or None when the source has ended or stopped answering for ``timeout`` s."""
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            self.error = self.error or TimeoutError(f"no frame for {timeout:.0f} s: camera unplugged or stream stalled")
+            return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+class AlertHook:
+    """Calls ``callback(message)`` in a worker thread when any of ``classes`` is seen, at most once per ``cooldown_s``;
+    never blocks the frame loop (alerts are skipped while one is still running)."""
+
+    def __init__(self, callback: Callable[[str], None] | None = None, classes: Sequence[str] = ("without_mask",), cooldown_s: float = 5.0):
+        self.callback = callback or default_alert
+        self.classes, self.cooldown_s = set(classes), cooldown_s
+        self.count, self._last = 0, -float("inf")
+        self._busy = threading.Event()
+
+    def __call__(self, det: Detections, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        seen = [n for n in det.names if n in self.classes]
+        if not seen or now - self._last < self.cooldown_s or self._busy.is_set():
+            return False
+        self._last = now
+        self.count += 1
+        self._busy.set()
+        msg = f"ALERT: {len(seen)} face(s) {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
+
+        def run():
+            try:
+                self.callback(msg)
+            finally:
+                self._busy.clear()
+
+        threading.Thread(target=run, daemon=True, name="alert").start()
+        return True
+
+
+def default_alert(message: str) -> None:
+    """Prints the message with a terminal bell."""
+    print("\a" + message, file=sys.stderr, flush=True)
+
+
+def gui_available() -> bool:
+    """True when OpenCV has a GUI backend and a display exists (the headless build has none: never call imshow then)."""
+    import cv2
+
+    info = cv2.getBuildInformation()
+    gui_line = next((ln for ln in info.splitlines() if ln.strip().startswith("GUI:")), "GUI: NONE")
+    if "NONE" in gui_line.upper():
+        return False
+    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        return get_ipython() is not None and "IPKernelApp" in get_ipython().config
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def draw_overlay(rgb: np.ndarray, fps: float, counts: dict[str, int], colors: dict[str, tuple[int, int, int]]) -> np.ndarray:
+    """FPS and per-class counts in a panel at the top left, scaled to the frame size (in place, returns the image)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = max(0.5, min(h, w) / 720)
+    lines = [(f"FPS {fps:.1f}", (255, 255, 255))] + [(f"{n}: {c}", colors.get(n, (255, 255, 255))) for n, c in counts.items()]
+    lh = int(30 * scale)
+    cv2.rectangle(rgb, (0, 0), (int(260 * scale), lh * len(lines) + int(10 * scale)), (0, 0, 0), -1)
+    for i, (text, col) in enumerate(lines):
+        cv2.putText(rgb, text, (int(8 * scale), lh * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, col, max(1, int(2 * scale)), cv2.LINE_AA)
+    return rgb
+
+
+def stream_detections(detector, source: Source, drop_frames: bool | None = None, max_frames: int | None = None,
+                      overlay: bool = True) -> Iterator[FrameResult]:
+    """Yield a :class:`FrameResult` per processed frame (Ultralytics-style streaming: nothing piles up in memory).
+    ``drop_frames`` defaults to True for cameras and streams, False for files, folders and iterators."""
+    import cv2
+
+    from mask_od.plots import class_color_rgb
+
+    live = isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
+    grabber = FrameGrabber(source, live if drop_frames is None else drop_frames, max_frames)
+    colors = {n: class_color_rgb(i) for i, n in detector.label_map.items()}
+    t_prev, fps, index = time.perf_counter(), 0.0, 0
+    try:
+        while (frame := grabber.get()) is not None:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            det = detector.detect(rgb)
+            out = draw_detections(rgb, det)
+            now = time.perf_counter()
+            inst = 1.0 / max(now - t_prev, 1e-6)
+            fps = inst if index == 0 else 0.9 * fps + 0.1 * inst
+            t_prev = now
+            if overlay:
+                draw_overlay(out, fps, {n: det.counts().get(n, 0) for n in detector.label_map.values()}, colors)
+            yield FrameResult(index, out, det, fps, grabber.dropped)
+            index += 1
+        if grabber.error is not None:
+            raise grabber.error
+    finally:
+        grabber.close()
+
+
+def run_live(detector, source: Source = 0, display: str = "auto", output_video: Path | str | None = None,
+             log_path: Path | str | None = None, alert: AlertHook | None = None, max_frames: int | None = None,
+             drop_frames: bool | None = None, output_fps: float | None = None, overwrite: bool = False,
+             print_every_s: float = 5.0) -> LiveSummary:
+    """Run detection on a source until it ends, ``q``/Esc in the window, or Ctrl-C / interrupt; returns a summary.
+
+    ``display``: ``window`` (needs a GUI OpenCV and a display), ``notebook`` (inline, updated in place), ``none``, or
+    ``auto`` (window if possible, else notebook inside Jupyter, else none). A camera that is missing raises
+    ``SourceError`` at once; one that dies midway ends the run, and the video and log keep what was recorded. Both are
+    written under temporary names and renamed at the end."""
+    import cv2
+
+    from mask_od.sources import SourceError
+
+    if display == "auto":
+        display = "window" if gui_available() else ("notebook" if in_notebook() else "none")
+    if display == "window" and not gui_available():
+        print("no display or headless OpenCV: showing nothing (use display='notebook' in Jupyter)", file=sys.stderr)
+        display = "none"
+    outputs = [Path(p) for p in (output_video, log_path) if p is not None]
+    for p in outputs:
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} already exists; refusing to overwrite it (pass overwrite=True)")
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = {p: p.with_name(f".{p.name}.tmp-{os.getpid()}{p.suffix}") for p in outputs}
+    per_class = {n: 0 for n in detector.label_map.values()}
+    frames_with = dict(per_class)
+    n = dropped = 0
+    message, t0, t_print = "source ended", time.perf_counter(), time.perf_counter()
+    writer = handle = None
+    log = open(tmp[Path(log_path)], "w") if log_path else None
+    try:
+        try:
+            for r in stream_detections(detector, source, drop_frames, max_frames):
+                n, dropped = r.index + 1, r.dropped
+                bgr = cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR)
+                if output_video is not None:
+                    if writer is None:
+                        fps_out = output_fps or _source_fps(source) or 30.0
+                        writer = cv2.VideoWriter(str(tmp[Path(output_video)]), cv2.VideoWriter_fourcc(*"mp4v"), fps_out,
+                                                 (bgr.shape[1], bgr.shape[0]))
+                        if not writer.isOpened():
+                            raise OSError(f"{output_video}: cannot open a video writer (mp4v)")
+                    writer.write(bgr)
+                counts = r.detections.counts()
+                for k, v in counts.items():
+                    per_class[k] = per_class.get(k, 0) + v
+                    frames_with[k] = frames_with.get(k, 0) + 1
+                if log is not None:
+                    log.write(json.dumps({"frame": r.index, "time": round(time.perf_counter() - t0, 4), "detections": [
+                        {"class": nm, "id": int(c), "score": round(float(sc), 4), "box_yxyx": [round(float(v), 4) for v in b]}
+                        for nm, c, sc, b in zip(r.detections.names, r.detections.classes, r.detections.scores, r.detections.boxes)]}) + "\n")
+                if alert is not None:
+                    alert(r.detections)
+                if display == "window":
+                    cv2.imshow("mask_od", bgr)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        message = "stopped by key"
+                        break
+                elif display == "notebook":
+                    handle = _show_inline(r.image, handle)
+                if print_every_s and time.perf_counter() - t_print > print_every_s:
+                    t_print = time.perf_counter()
+                    print(f"frame {n}: {r.fps:.1f} FPS, {', '.join(f'{k} {v}' for k, v in counts.items()) or 'no faces'}", flush=True)
+        except KeyboardInterrupt:
+            message = "stopped by interrupt"
+        except (SourceError, TimeoutError) as e:
+            if n == 0:
+                raise
+            message = f"source stopped: {e}"
+        if writer is not None:
+            writer.release()
+            writer = None
+        if log is not None:
+            log.close()
+        for p, t in tmp.items():
+            if t.exists():
+                os.replace(t, p)
+    finally:
+        if writer is not None:
+            writer.release()
+        if log is not None:
+            log.close()
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+        if display == "window":
+            cv2.destroyAllWindows()
+    secs = time.perf_counter() - t0
+    return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
+                       message, str(output_video) if output_video is not None and n else None,
+                       str(log_path) if log_path is not None else None)
+
+
+def _source_fps(source: Source) -> float | None:
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        import cv2
+
+        cap = cv2.VideoCapture(str(source))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        return fps if fps and fps > 0 else None
+    return None
+
+
+def _show_inline(rgb: np.ndarray, handle):
+    import cv2
+    from IPython.display import Image, display
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    img = Image(data=buf.tobytes(), format="jpeg")
+    if handle is None:
+        return display(img, display_id=True)
+    handle.update(img)
+    return handle

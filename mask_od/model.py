@@ -1,0 +1,218 @@
+"""SSD MobileNet V2 FPNLite (and SSD ResNet50 V1 FPN) assembled from Model Garden's official.vision parts."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+from pathlib import Path
+
+from mask_od.config import Config
+
+MIN_LEVEL, MAX_LEVEL = 3, 7
+NUM_SCALES, ASPECT_RATIOS = 3, [0.5, 1.0, 2.0]
+
+# Keras applications "no top" ImageNet weights: (url, endpoints for levels 3, 4, 5, input preprocessing).
+BACKBONE_SPECS = {
+    "mobilenet_v2_fpnlite": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+        ("block_6_expand_relu", "block_13_expand_relu", "out_relu"),
+        "tf",
+    ),
+    "resnet50_fpn": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+        "caffe",
+    ),
+}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be found, downloaded or loaded."""
+
+
+def cache_dir() -> Path:
+    return Path.home() / ".cache" / "mask_od" / "weights"
+
+
+def resolve_pretrained(pretrained: str, backbone: str, sha256: str | None = None) -> Path | None:
+    """``none`` -> None; a file path -> that path; ``imagenet`` -> the cached download (fetched once, checked, renamed
+    into place). Raises :class:`WeightsError` with what to do when the download fails (no internet: pass a file)."""
+    if pretrained.lower() in ("", "none", "null"):
+        return None
+    if pretrained != "imagenet":
+        p = Path(pretrained).expanduser()
+        if not p.is_file():
+            raise WeightsError(f"{p}: pretrained weights file not found")
+        return p
+    url = BACKBONE_SPECS[backbone][0]
+    target = cache_dir() / url.rsplit("/", 1)[1]
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                digest.update(chunk)
+                f.write(chunk)
+        if sha256 and digest.hexdigest() != sha256:
+            raise WeightsError(f"{url}: checksum mismatch (got {digest.hexdigest()}, expected {sha256})")
+        tmp.replace(target)
+    except (OSError, WeightsError) as e:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(
+            f"could not download ImageNet weights for {backbone} from {url} ({e}). Without internet, download the "
+            f"file elsewhere and set pretrained=/path/to/{target.name} (or put it at {target})."
+        ) from None
+    return target
+
+
+def build_backbone(backbone: str, image_size: int, weights: Path | None = None, freeze_bn: bool = False):
+    """A tf_keras Model: image normalized as Model Garden does (ImageNet mean/std) -> ``{'3','4','5'}`` features at
+    strides 8, 16, 32, with ``output_specs`` for Model Garden's FPN. Keras-applications weights load by layer name."""
+    import tensorflow as tf
+    import tf_keras
+    from official.vision.ops.preprocess_ops import MEAN_RGB, STDDEV_RGB
+
+    url, endpoints, mode = BACKBONE_SPECS[backbone]
+    shape = (image_size, image_size, 3)
+    if backbone == "mobilenet_v2_fpnlite":
+        base = tf_keras.applications.MobileNetV2(input_shape=shape, include_top=False, weights=None)
+    else:
+        base = tf_keras.applications.ResNet50(input_shape=shape, include_top=False, weights=None)
+    if weights is not None:
+        try:
+            base.load_weights(str(weights))
+        except Exception as e:  # noqa: BLE001 - h5py / keras raise many kinds
+            raise WeightsError(f"{weights}: cannot load as {backbone} Keras-applications weights ({e})") from None
+    for layer in base.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            # Keras applications use momentum 0.999: moving statistics would lag the fine-tuned weights for thousands
+            # of steps and inference would see other features than training (Model Garden uses 0.99 too).
+            layer.momentum = 0.99
+            if freeze_bn:
+                layer.trainable = False
+    features = tf_keras.Model(base.input, [base.get_layer(n).output for n in endpoints], name=f"{backbone}_features")
+    inputs = tf_keras.Input(shape=shape, name="normalized_image")
+    rgb = inputs * tf.constant(STDDEV_RGB) + tf.constant(MEAN_RGB)  # back to [0, 255]
+    if mode == "tf":
+        x = rgb / 127.5 - 1.0
+    else:  # caffe: BGR, mean subtracted
+        x = rgb[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+    outs = features(x)
+    model = tf_keras.Model(inputs, {str(level): o for level, o in zip((3, 4, 5), outs)}, name="backbone")
+    model.output_specs = {k: v.shape for k, v in model.output.items()}
+    return model
+
+
+def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_pretrained: bool = True):
+    """The RetinaNet-style single-shot detector: backbone -> FPN (levels 3-7, 128 filters, separable convs for
+    FPNLite) -> shared head (4 convs) -> multilevel detection generator. ``num_classes`` counts the label-map classes;
+    the model predicts ``num_classes + 1`` logits (id 0 = background), so detection classes are label-map ids."""
+    import tf_keras
+    from official.vision.modeling.decoders.fpn import FPN
+    from official.vision.modeling.heads.dense_prediction_heads import RetinaNetHead
+    from official.vision.modeling.layers.detection_generator import MultilevelDetectionGenerator
+    from official.vision.modeling.retinanet_model import RetinaNetModel
+
+    lite = config.backbone == "mobilenet_v2_fpnlite"
+    weights = resolve_pretrained(config.pretrained, config.backbone) if load_pretrained else None
+    reg = tf_keras.regularizers.l2(config.weight_decay) if config.weight_decay > 0 else None
+    backbone = build_backbone(config.backbone, config.image_size, weights, config.freeze_backbone_bn)
+    filters = 128 if lite else 256
+    decoder = FPN(
+        input_specs=backbone.output_specs,
+        min_level=MIN_LEVEL,
+        max_level=MAX_LEVEL,
+        num_filters=filters,
+        use_separable_conv=lite,
+        norm_momentum=0.97,
+        kernel_regularizer=reg,
+    )
+    head = RetinaNetHead(
+        min_level=MIN_LEVEL,
+        max_level=MAX_LEVEL,
+        num_classes=num_classes + 1,
+        num_anchors_per_location=NUM_SCALES * len(ASPECT_RATIOS),
+        num_convs=4,
+        num_filters=filters,
+        use_separable_conv=lite,
+        norm_momentum=0.97,
+        kernel_regularizer=reg,
+    )
+    tflite_cfg = None
+    if nms_version == "tflite":
+        tflite_cfg = {
+            "max_detections": config.max_detections,
+            "max_classes_per_detection": 1,
+            "use_regular_nms": False,
+            "nms_score_threshold": config.score_threshold,
+            "nms_iou_threshold": config.nms_iou_threshold,
+            "normalize_anchor_coordinates": True,
+            "input_image_size": (config.image_size, config.image_size),
+        }
+    generator = MultilevelDetectionGenerator(
+        apply_nms=True,
+        pre_nms_top_k=1000,
+        pre_nms_score_threshold=config.score_threshold,
+        nms_iou_threshold=config.nms_iou_threshold,
+        max_num_detections=config.max_detections,
+        nms_version=nms_version,
+        tflite_post_processing_config=tflite_cfg,
+    )
+    model = RetinaNetModel(
+        backbone,
+        decoder,
+        head,
+        generator,
+        min_level=MIN_LEVEL,
+        max_level=MAX_LEVEL,
+        num_scales=NUM_SCALES,
+        aspect_ratios=ASPECT_RATIOS,
+        anchor_size=config.anchor_size,
+    )
+    dummy = tf_keras.Input(shape=(config.image_size, config.image_size, 3), batch_size=1)
+    model(dummy, training=True)
+    return model
+
+
+def anchor_boxes(config: Config):
+    """Model Garden's multilevel anchors (pixel yxyx) for the square input."""
+    from official.vision.ops import anchor
+
+    return anchor.Anchor(
+        min_level=MIN_LEVEL,
+        max_level=MAX_LEVEL,
+        num_scales=NUM_SCALES,
+        aspect_ratios=ASPECT_RATIOS,
+        anchor_size=config.anchor_size,
+        image_size=(config.image_size, config.image_size),
+    ).multilevel_boxes
+
+
+def warm_start_batch_norm(model, images) -> int:
+    """Set the moving statistics of the FPN's and head's BatchNorm layers to those of one training batch.
+
+    The head starts with tiny weights (stddev 0.01), so its activations have a variance near 0 while the moving
+    variance starts at 1: for hundreds of steps inference would see activations shrunk many times and predict nothing
+    but the prior. Returns the number of layers set. The backbone keeps its ImageNet statistics."""
+    import tf_keras
+
+    layers = [
+        layer
+        for part in (model.decoder, model.head)
+        for layer in part.submodules
+        if isinstance(layer, tf_keras.layers.BatchNormalization)
+    ]
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        model(images, training=True)
+    finally:
+        for layer, m in zip(layers, saved):
+            layer.momentum = m
+    return len(layers)

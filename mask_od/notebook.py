@@ -1,0 +1,103 @@
+"""Helpers for Mask_detection.ipynb: environment set-up (Colab or local), camera check, inline figures, TensorBoard."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable
+
+
+def in_colab() -> bool:
+    return importlib.util.find_spec("google.colab") is not None
+
+
+def setup(requirements: Path | str = "requirements.txt", install_in_colab: bool = True) -> dict:
+    """On Colab, pip-install the pinned requirements (once); everywhere, report TensorFlow, Model Garden and devices."""
+    info = {"colab": in_colab()}
+    if info["colab"] and install_in_colab and Path(requirements).is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], check=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    info.update({"tensorflow": tf.__version__, "gpus": [g.name for g in gpus], "cpus": os.cpu_count()})
+    print(f"TensorFlow {tf.__version__}; {'GPU: ' + ', '.join(info['gpus']) if gpus else 'no GPU, training on ' + str(os.cpu_count()) + ' CPU cores'}"
+          + ("; running on Google Colab" if info["colab"] else ""))
+    return info
+
+
+def camera_available(index: int = 0) -> bool:
+    """True when a local camera opens (always False on Colab, whose camera is the browser's)."""
+    if in_colab() or (sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists()):
+        return False
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    ok = cap.isOpened()
+    cap.release()
+    return ok
+
+
+def show_images(paths: Iterable[Path | str | None], width: int = 900) -> None:
+    """Display PNG/JPEG files inline (missing ones are skipped)."""
+    from IPython.display import Image, display
+
+    for p in paths:
+        if p is not None and Path(p).is_file():
+            display(Image(filename=str(p), width=width))
+
+
+def tensorboard(logdir: Path | str, headless: bool = False) -> None:
+    """Start TensorBoard inline in Jupyter/Colab; headless (papermill, CI) only prints the command."""
+    print(f"TensorBoard: tensorboard --logdir {logdir}")
+    if headless:
+        return
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    if ip is not None:
+        ip.run_line_magic("load_ext", "tensorboard")
+        ip.run_line_magic("tensorboard", f"--logdir {logdir}")
+
+
+def colab_webcam_frames(max_frames: int | None = None, quality: float = 0.8):
+    """Frames (BGR) from the browser's webcam in Colab, through JavaScript; a source for mask_od.live.run_live."""
+    import base64
+
+    import cv2
+    import numpy as np
+    from google.colab.output import eval_js  # type: ignore[import-not-found]
+    from IPython.display import Javascript, display
+
+    display(Javascript("""
+      window._maskod = window._maskod || {};
+      async function maskodStart() {
+        if (window._maskod.video) return;
+        const video = document.createElement('video'); video.style.display = 'none';
+        const stream = await navigator.mediaDevices.getUserMedia({video: true});
+        document.body.appendChild(video); video.srcObject = stream; await video.play();
+        window._maskod.video = video; window._maskod.stream = stream;
+      }
+      async function maskodGrab(q) {
+        await maskodStart(); const v = window._maskod.video;
+        const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+        c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/jpeg', q);
+      }
+      function maskodStop() { if (window._maskod.stream) { window._maskod.stream.getTracks().forEach(t => t.stop()); window._maskod = {}; } }
+      window.maskodGrab = maskodGrab; window.maskodStop = maskodStop;
+    """))
+    n = 0
+    try:
+        while max_frames is None or n < max_frames:
+            data = eval_js(f"maskodGrab({quality})")
+            frame = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+            if frame is None:
+                return
+            n += 1
+            yield frame
+    finally:
+        eval_js("maskodStop()")

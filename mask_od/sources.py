@@ -1,0 +1,84 @@
+"""Frame sources shared by capture and live detection: camera index, video file, image folder, stream URL, iterator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+import numpy as np
+
+Source = Union[int, str, Path, Iterable[np.ndarray]]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+class SourceError(RuntimeError):
+    """A frame source cannot be opened; the message says which and what to try."""
+
+
+def describe_source(source: Source) -> str:
+    if isinstance(source, (int, str, Path)):
+        return f"camera {source}" if isinstance(source, int) or str(source).isdigit() else str(source)
+    return type(source).__name__
+
+
+def _open_capture(source: int | str):
+    import cv2
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        cap.release()
+        if isinstance(source, int):
+            raise SourceError(
+                f"camera {source} could not be opened: no camera at that index, or it is busy. On Colab use the "
+                "browser webcam cell; elsewhere try another index or pass a video file."
+            )
+        raise SourceError(f"{source}: could not be opened as a video or stream (missing file, bad URL or codec)")
+    return cap
+
+
+def iter_frames(source: Source, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends (a camera that stops answering ends it too).
+
+    ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL, or any
+    iterable of frames. Raises :class:`SourceError` at once when it cannot be opened.
+    """
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    count = 0
+    if isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
+        path = Path(source)
+        if path.is_dir():
+            import cv2
+
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            for f in files:
+                if max_frames is not None and count >= max_frames:
+                    return
+                frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if frame is None:
+                    raise SourceError(f"{f}: cannot decode image")
+                count += 1
+                yield frame
+            return
+        if not path.exists():
+            raise SourceError(f"{path}: no such video file or folder")
+        source = str(path)
+    if isinstance(source, (int, str)):
+        cap = _open_capture(source)
+        try:
+            while max_frames is None or count < max_frames:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    return
+                count += 1
+                yield frame
+        finally:
+            cap.release()
+        return
+    for frame in source:
+        if max_frames is not None and count >= max_frames:
+            return
+        count += 1
+        yield np.asarray(frame)

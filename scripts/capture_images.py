@@ -1,0 +1,30 @@
+"""Take N pictures per label from a camera, video file or folder, one every K seconds (TF OD API tutorial step 1)."""
+
+import argparse
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--labels", nargs="+", default=["with_mask", "without_mask"], help="one folder of pictures per label")
+    p.add_argument("--num_images", type=int, default=5, help="pictures per label")
+    p.add_argument("--interval_s", type=float, default=2.0, help="seconds between pictures (time to change pose)")
+    p.add_argument("--source", default="0", help="camera index, video file, folder of images or stream URL")
+    p.add_argument("--out_dir", default="workspace/images/collected")
+    a = p.parse_args(argv)
+    from mask_od.capture import capture_images
+    from mask_od.sources import SourceError
+
+    try:
+        r = capture_images(a.labels, a.num_images, a.interval_s, a.source, a.out_dir,
+                           on_saved=lambda label, path: print(f"{label}: {path}", flush=True))
+    except SourceError as e:
+        print(f"error: {e}")
+        return 2
+    print(r.message)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

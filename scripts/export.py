@@ -1,0 +1,36 @@
+"""Export a run: SavedModel (TF OD API signature) + TFLite float32/float16/int8 with NMS inside, each checked.
+python scripts/export.py --run_dir workspace/models/RUN --out_dir workspace/exported-models/RUN."""
+
+import argparse
+import json
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run_dir", required=True)
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--tflite", nargs="*", default=["float32", "float16", "int8"], help="TFLite variants (none: --tflite)")
+    p.add_argument("--check_records", default=None, help="records for the parity check (default: the run's val_records)")
+    p.add_argument("--calibration_records", default=None, help="records for int8 calibration (default: train_records)")
+    p.add_argument("--num_check", type=int, default=50)
+    p.add_argument("--num_calibration", type=int, default=100)
+    p.add_argument("--which", default="best", choices=["best", "latest"])
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    from mask_od.export import ExportError, export_model
+    from mask_od.train import TrainingError
+
+    try:
+        r = export_model(a.run_dir, a.out_dir, a.tflite, a.check_records, a.calibration_records, a.num_check,
+                         a.num_calibration, a.which, a.overwrite)
+    except (ExportError, TrainingError) as e:
+        print(f"error: {e}")
+        return 2
+    print(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""LabelImg VOC XML folder -> TFRecord (TF OD API feature keys). Flags follow the tutorial's generate_tfrecord.py:
+-x XML_DIR -l LABELS_PATH -o OUTPUT_PATH [-i IMAGE_DIR] [-c CSV_PATH]."""
+
+import argparse
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-x", "--xml_dir", required=True)
+    p.add_argument("-l", "--labels_path", required=True, help="label_map.pbtxt")
+    p.add_argument("-o", "--output_path", required=True, help="e.g. workspace/annotations/train.record")
+    p.add_argument("-i", "--image_dir", default=None, help="default: beside the XML files")
+    p.add_argument("-c", "--csv_path", default=None, help="also write the xml_to_csv table here")
+    p.add_argument("--num_shards", type=int, default=1)
+    p.add_argument("--overwrite", action="store_true", help="replace existing record files")
+    a = p.parse_args(argv)
+    from mask_od.annotations import AnnotationError
+    from mask_od.label_map import LabelMapError
+    from mask_od.tfrecord import convert_voc_dir
+
+    try:
+        r = convert_voc_dir(a.xml_dir, a.labels_path, a.output_path, a.image_dir, a.num_shards, a.csv_path, a.overwrite)
+    except (AnnotationError, LabelMapError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
+    print(f"wrote {r.num_images} images, {r.num_boxes} boxes {r.boxes_per_class} to {', '.join(map(str, r.paths))} "
+          f"({r.images_per_second:.0f} images/s; {r.clipped_boxes} boxes clipped at the edge, {r.reencoded_images} images re-encoded)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Split images (and their XML with -x) into train/ and test/ folders, seeded and stratified by class; copies only.
+
+Flags follow the TF OD API tutorial's partition_dataset.py: -i IMAGE_DIR [-o OUT_DIR] [-r RATIO] [-x]."""
+
+import argparse
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-i", "--imageDir", required=True, help="folder with images and their LabelImg .xml files")
+    p.add_argument("-o", "--outputDir", default=None, help="where train/ and test/ go (default: the image folder)")
+    p.add_argument("-r", "--ratio", type=float, default=0.1, help="share of images for test")
+    p.add_argument("-x", "--xml", action="store_true", help="copy the .xml files too (always done; kept for the tutorial's flag)")
+    p.add_argument("--xml_dir", default=None, help="annotation folder if not beside the images")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    from mask_od.annotations import AnnotationError, parse_voc_dir
+    from mask_od.split import split_annotations, write_split
+
+    try:
+        anns = parse_voc_dir(a.xml_dir or a.imageDir, a.imageDir)
+    except AnnotationError as e:
+        print(f"error: {e}")
+        return 2
+    sp = split_annotations(anns, a.ratio, seed=a.seed)
+    out = write_split(sp, a.outputDir or a.imageDir)
+    print(f"train {len(sp.train)} images -> {out['train_dir']}\ntest {len(sp.test)} images -> {out['test_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Train (or resume) the detector: python scripts/train.py [config.yaml] [key=value ...] (keys of mask_od/default.yaml)."""
+
+import sys
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        from mask_od.config import DEFAULTS_PATH
+
+        print(__doc__ + "\n\n" + DEFAULTS_PATH.read_text())
+        return 0
+    from mask_od.config import ConfigError, build_config, parse_key_values
+    from mask_od.train import TrainingError, train
+
+    files = [a for a in argv if "=" not in a]
+    try:
+        config = build_config(*files, **parse_key_values([a for a in argv if "=" in a]))
+        r = train(config)
+    except (ConfigError, TrainingError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return 2
+    print(f"done: step {r.step}, latest {r.latest_checkpoint}, best {r.best_checkpoint} (mAP@0.5 {r.best_map50})")
+    print(f"TensorBoard: tensorboard --logdir {r.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

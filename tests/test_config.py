@@ -1,0 +1,39 @@
+import dataclasses
+
+import pytest
+
+from mask_od.config import Config, ConfigError, build_config, default_values, parse_key_values, _default_comments
+
+
+def test_every_field_has_a_default_and_a_comment():
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert fields == set(default_values())
+    comments = _default_comments()
+    assert all(comments.get(k, "").startswith("(") for k in fields), "each key needs a '# (type) meaning' comment"
+
+
+def test_unknown_key_is_refused_with_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        build_config(batchsize=4)
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 10\nlearning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown config key 'learning_rat'"):
+        build_config(f)
+
+
+@pytest.mark.parametrize("kw, word", [({"steps": "ten"}, "steps"), ({"steps": 1.5}, "steps"), ({"aug_hflip": "maybe"}, "aug_hflip"),
+                                      ({"image_size": 100}, "multiple of 32"), ({"backbone": "yolo"}, "backbone"),
+                                      ({"learning_rate": -1}, "learning_rate")])
+def test_wrong_types_and_ranges(kw, word):
+    with pytest.raises(ConfigError, match=word):
+        build_config(**kw)
+
+
+def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):
+    a = build_config(**parse_key_values(["steps=50", "--batch-size=4", "aug_hflip=false", "learning_rate=1e-3"]))
+    b = build_config(steps=50, batch_size=4, aug_hflip=False, learning_rate=0.001)
+    assert a == b
+    path = a.save(tmp_path / "config.yaml")
+    assert "# (int) optimizer steps" in path.read_text()
+    assert build_config(path) == a
+    assert a.replace(steps=7).steps == 7 and a.steps == 50

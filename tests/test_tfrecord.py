@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from conftest import tree_digest
+from mask_od.annotations import parse_voc_dir
+from mask_od.boxes import voc_xyxy_to_norm_yxyx
+from mask_od.label_map import LabelMapError, read_label_map
+from mask_od.tfrecord import count_records, shard_paths, write_tfrecords
+
+
+def test_records_decode_with_model_garden_decoder(tiny_voc, tmp_path):
+    import tensorflow as tf
+    from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+    anns = parse_voc_dir(tiny_voc.xml_dir)
+    res = write_tfrecords(anns, tiny_voc.label_map_path, tmp_path / "train.record", num_shards=3, progress=False)
+    assert [p.name for p in res.paths] == [f"train.record-0000{i}-of-00003" for i in range(3)]
+    assert count_records(res.paths) == len(anns) == res.num_images
+    lm = read_label_map(tiny_voc.label_map_path)
+    ids = {n: i for i, n in lm.items()}
+    by_name = {a.image_path.name: a for a in anns}
+    dec = TfExampleDecoder()
+    seen = 0
+    for raw in tf.data.TFRecordDataset([str(p) for p in res.paths]):
+        d = dec.decode(raw)
+        a = by_name[d["source_id"].numpy().decode()]
+        np.testing.assert_allclose(d["groundtruth_boxes"].numpy(), voc_xyxy_to_norm_yxyx(a.boxes_xyxy, a.width, a.height), atol=1e-6)
+        assert d["groundtruth_classes"].numpy().tolist() == [ids[n] for n in a.names]
+        assert d["image"].shape == (a.height, a.width, 3)
+        seen += 1
+    assert seen == len(anns)
+    assert sum(res.boxes_per_class.values()) == sum(a.num_boxes for a in anns)
+
+
+def test_unknown_class_refused_before_anything_is_written(tiny_voc, tmp_path):
+    anns = parse_voc_dir(tiny_voc.xml_dir)
+    anns[3].names[0] = "With_Mask"
+    with pytest.raises(LabelMapError, match="did you mean 'with_mask'"):
+        write_tfrecords(anns, tiny_voc.label_map_path, tmp_path / "out" / "train.record", progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_failure_midway_leaves_no_partial_record_and_existing_kept(tiny_voc, tmp_path):
+    anns = parse_voc_dir(tiny_voc.xml_dir)
+    out = tmp_path / "train.record"
+    write_tfrecords(anns[:2], tiny_voc.label_map_path, out, progress=False)
+    before = tree_digest(tmp_path)
+    with pytest.raises(FileExistsError):
+        write_tfrecords(anns, tiny_voc.label_map_path, out, progress=False)
+    anns[5].image_path = tmp_path / "vanished.jpg"
+    with pytest.raises(OSError):
+        write_tfrecords(anns, tiny_voc.label_map_path, out, overwrite=True, progress=False)
+    assert tree_digest(tmp_path) == before  # old record untouched, no temporary left
+
+
+def test_shard_names():
+    assert [p.name for p in shard_paths("a/t.record", 1)] == ["t.record"]
+    with pytest.raises(ValueError):
+        shard_paths("t.record", 0)
