@@ -14,7 +14,6 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	$(PY) -m ipykernel install --user --name python3 >/dev/null
 	touch $@
 
 demo: install

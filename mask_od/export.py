@@ -124,10 +124,12 @@ def export_model(
     num_calibration: int = 100,
     which: str = "best",
     overwrite: bool = False,
+    image_size: int | None = None,
 ) -> dict:
     """Export ``run_dir`` to ``out_dir``: ``saved_model/``, ``model_<variant>.tflite``, ``label_map.pbtxt``,
     ``config.yaml`` and ``export_report.json`` (agreement of each TFLite file with the SavedModel on ``check_records``
-    and the mAP of each). Everything is built in a temporary folder and renamed into place at the end, so a failure
+    and the mAP of each). ``image_size`` exports the weights at another input size than they were trained at.
+    Everything is built in a temporary folder and renamed into place at the end, so a failure
     leaves no half-written export and an existing export is only replaced with ``overwrite``."""
     import tensorflow as tf
 
@@ -148,7 +150,7 @@ def export_model(
         raise ExportError(f"{out_dir}: cannot write the export there ({e})") from None
     t0 = time.perf_counter()
     try:
-        model, config, label_map = load_trained_model(run_dir, which)
+        model, config, label_map = load_trained_model(run_dir, which, image_size)
         module = make_detection_module(model, config)
         tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
         shutil.copyfile(Path(run_dir) / "label_map.pbtxt", tmp / "label_map.pbtxt")

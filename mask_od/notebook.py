@@ -101,3 +101,19 @@ def colab_webcam_frames(max_frames: int | None = None, quality: float = 0.8):
             yield frame
     finally:
         eval_js("maskodStop()")
+
+
+def last_frame(video: Path | str, png: Path | str) -> Path | None:
+    """Save the last frame of a video as PNG (for showing a recording in the notebook)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frame, ok = None, True
+    while ok:
+        ok, f = cap.read()
+        frame = f if ok else frame
+    cap.release()
+    if frame is None:
+        return None
+    cv2.imwrite(str(png), frame)
+    return Path(png)

@@ -246,8 +246,9 @@ def evaluate_model(model, config: Config, label_map, records, out_dir=None, limi
     return evaluate(predict, examples_from_records(records, limit), label_map, out_dir=out_dir, progress=progress)
 
 
-def load_trained_model(run_dir: Path | str, which: str = "best"):
-    """(model, config, label_map) of a run directory, weights from ``best`` (falls back to the latest checkpoint)."""
+def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int | None = None):
+    """(model, config, label_map) of a run directory, weights from ``best`` (falls back to the latest checkpoint).
+    ``image_size`` runs the same weights at another input size (the network is fully convolutional)."""
     import tensorflow as tf
 
     from mask_od.config import build_config
@@ -257,6 +258,8 @@ def load_trained_model(run_dir: Path | str, which: str = "best"):
     if not (run_dir / "config.yaml").is_file():
         raise TrainingError(f"{run_dir}: not a run directory (no config.yaml); train first or pass the right folder")
     config = build_config(run_dir / "config.yaml")
+    if image_size:
+        config = config.replace(image_size=image_size)
     label_map = read_label_map(run_dir / "label_map.pbtxt")
     model = build_model(config, len(label_map), load_pretrained=False)
     path = (tf.train.latest_checkpoint(str(run_dir / "best")) if which == "best" else None) or tf.train.latest_checkpoint(str(run_dir / "checkpoints"))

@@ -1,0 +1,42 @@
+"""Run Mask_detection.ipynb headless from top to bottom (papermill) and keep the executed copy in the workspace.
+
+python scripts/run_notebook.py [NAME=VALUE ...]   (names of the notebook's parameters cell, e.g. STEPS=100)"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import _common  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def main(argv=None) -> int:
+    import papermill as pm
+    import yaml
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    params = {"HEADLESS": True}
+    if SHARED_WEIGHTS.is_file():  # no internet on the project's machines: use the local copy of the ImageNet weights
+        params["PRETRAINED"] = str(SHARED_WEIGHTS)
+    for a in argv:
+        if "=" not in a:
+            print(f"error: expected NAME=VALUE, got {a!r}")
+            return 2
+        k, v = a.split("=", 1)
+        params[k] = yaml.safe_load(v)
+    workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
+    workspace.mkdir(parents=True, exist_ok=True)
+    out = workspace / "Mask_detection.executed.ipynb"
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(ROOT / "Mask_detection.ipynb"), str(out), parameters=params, kernel_name="python3",
+                        cwd=str(ROOT), log_output=True, progress_bar=False)
+    print(f"notebook ran in {(time.perf_counter() - t0) / 60:.1f} min; executed copy: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Training, resume, export and parity on a tiny model (128 px, a few dozen steps) and generated data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, WEIGHTS
+from mask_od.config import build_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.synthetic import make_synthetic_dataset
+    from mask_od.tfrecord import write_tfrecords
+
+    root = tmp_path_factory.mktemp("tiny")
+    d = make_synthetic_dataset(root / "data", num_images=24, size=128, seed=2)
+    anns = parse_voc_dir(d.xml_dir)
+    write_tfrecords(anns[:20], d.label_map_path, root / "train.record", progress=False)
+    write_tfrecords(anns[20:], d.label_map_path, root / "test.record", progress=False)
+    return {"train_records": str(root / "train.record"), "val_records": str(root / "test.record"), "label_map": str(d.label_map_path), "root": root}
+
+
+def tiny_config(rec, out, **kw):
+    base = dict(train_records=rec["train_records"], val_records=rec["val_records"], label_map=rec["label_map"], image_size=128,
+                batch_size=4, pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "none", steps=60, warmup_steps=5,
+                learning_rate=0.02, log_every=5, checkpoint_every=20, eval_every=0, output_dir=str(out), aug_color=False)
+    base.update(kw)
+    return build_config(**base)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_records):
+    from mask_od.train import train
+
+    cfg = tiny_config(tiny_records, tiny_records["root"] / "run", steps=80)
+    return train(cfg, progress=False), cfg
+
+
+def test_loss_goes_down_and_run_dir_is_complete(trained_run):
+    result, cfg = trained_run
+    run = Path(cfg.output_dir)
+    log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["loss"] for r in log[:2]]), np.mean([r["loss"] for r in log[-2:]])
+    assert last < 0.6 * first, (first, last)
+    assert result.step == 80 and (run / "config.yaml").is_file() and (run / "label_map.pbtxt").is_file()
+    assert build_config(run / "config.yaml") == cfg
+    assert len(list((run / "checkpoints").glob("ckpt-*.index"))) == cfg.keep_checkpoints
+    assert result.best_checkpoint and (run / "best" / "best.json").is_file()  # evaluated at the last step
+    assert (run / "eval" / "metrics.json").is_file() and (run / "eval" / "pr_curve.png").is_file()
+
+
+def test_tensorboard_has_scalars_and_a_batch_image(trained_run):
+    import tensorflow as tf
+
+    run = Path(trained_run[1].output_dir)
+    tags = set()
+    for f in (run / "train").glob("events.out.tfevents.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            tags |= {v.tag for v in e.summary.value}
+    assert {"loss/total", "loss/cls", "loss/box", "learning_rate", "images_per_second"} <= tags
+    assert any(t.startswith("train_batch_with_boxes") for t in tags)
+    eval_tags = set()
+    for f in (run / "eval").glob("events.out.tfevents.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            eval_tags |= {v.tag for v in e.summary.value}
+    assert "coco/mAP50" in eval_tags
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_records, tmp_path):
+    out = tmp_path / "run"
+    args = [f"{k}={v}" for k, v in dict(train_records=tiny_records["train_records"], val_records="", label_map=tiny_records["label_map"],
+                                         image_size=128, batch_size=2, pretrained="none", steps=5000, warmup_steps=0,
+                                         log_every=5, checkpoint_every=5, output_dir=out, aug_color=False).items()]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(list((out / "checkpoints").glob("ckpt-*.index"))) < 2:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert latest, "no usable checkpoint after the kill"
+    killed_at = int(latest.rsplit("-", 1)[1])
+    assert killed_at >= 10
+    from mask_od.train import train
+
+    cfg = build_config(out / "config.yaml").replace(steps=killed_at + 4)
+    r = train(cfg, progress=False)
+    assert r.step == killed_at + 4
+    lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == killed_at + 4
+
+
+def test_init_checkpoint_must_match(trained_run, tiny_records, tmp_path):
+    from mask_od.train import TrainingError, train
+
+    _, cfg = trained_run
+    ok = tiny_config(tiny_records, tmp_path / "ft", steps=2, init_checkpoint=cfg.output_dir, val_records="")
+    assert train(ok, progress=False).step == 2  # fine-tune from an earlier run
+    bad = tiny_config(tiny_records, tmp_path / "ft2", steps=2, init_checkpoint=cfg.output_dir, val_records="", backbone="resnet50_fpn", pretrained="none")
+    with pytest.raises(TrainingError, match="does not match"):
+        train(bad, progress=False)
+
+
+def test_nan_loss_stops_with_the_step_and_a_hint(tiny_records, tmp_path):
+    from mask_od.train import TrainingError, train
+
+    cfg = tiny_config(tiny_records, tmp_path / "nan", steps=30, learning_rate=1e12, warmup_steps=0, val_records="", pretrained="none")
+    with pytest.raises(TrainingError, match=r"loss is (nan|inf) at step \d+: lower learning_rate"):
+        train(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tiny_records):
+    from mask_od.export import export_model
+
+    _, cfg = trained_run
+    out = tiny_records["root"] / "export"
+    report = export_model(cfg.output_dir, out, tflite=("float32", "int8"), num_check=4, num_calibration=8)
+    return out, report, cfg
+
+
+def test_saved_model_follows_the_od_api_contract(exported):
+    import tensorflow as tf
+
+    out, report, cfg = exported
+    fn = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    spec = fn.structured_input_signature[1]["input_tensor"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [1, None, None, 3]
+    res = fn(input_tensor=tf.zeros([1, 77, 133, 3], tf.uint8))
+    assert set(res) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    assert res["detection_boxes"].shape[-1] == 4 and res["num_detections"].shape == (1,)
+    b = res["detection_boxes"].numpy()
+    assert b.min() >= 0 and b.max() <= 1
+    assert (out / "label_map.pbtxt").is_file() and (out / "config.yaml").is_file()
+
+
+def test_tflite_agrees_with_saved_model(exported, tiny_records):
+    from mask_od.boxes import box_iou_yxyx
+    from mask_od.detect import Detector
+    from mask_od.evaluate import examples_from_records
+
+    out, report, _ = exported
+    assert set(report["check"]) >= {"saved_model", "float32", "int8"}
+    ref = Detector(out / "saved_model", score_threshold=0.2)
+    lite = Detector(out / "model_float32.tflite", score_threshold=0.1)
+    compared = 0
+    for img, *_ in examples_from_records(tiny_records["val_records"]):
+        r, p = ref.predict(img), lite.predict(img)
+        for box, cls, score in zip(r["boxes"], r["classes"], r["scores"]):
+            iou = box_iou_yxyx(box[None], p["boxes"])[0]
+            j = int(np.argmax(np.where(p["classes"] == cls, iou, -1)))
+            assert iou[j] > 0.9 and p["classes"][j] == cls and abs(p["scores"][j] - score) < 0.02
+            compared += 1
+    assert compared > 0, "the tiny model detected nothing to compare"
+    assert report["check"]["float32"]["agreement"] >= 0.9
+
+
+def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_records):
+    from mask_od.detect import Detector
+    from mask_od.evaluate import evaluate, examples_from_records
+    from mask_od.train import evaluate_model, load_trained_model
+
+    out, _, cfg = exported
+    model, config, lm = load_trained_model(cfg.output_dir)
+    a = evaluate_model(model, config, lm, tiny_records["val_records"])
+    det = Detector(out / "saved_model", score_threshold=0.0)
+    b = evaluate(det.predict, examples_from_records(tiny_records["val_records"]), lm, progress=False)
+    assert a["mAP"] == pytest.approx(b["mAP"], abs=1e-6) and a["mAP50"] == pytest.approx(b["mAP50"], abs=1e-6)
+
+
+def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
+    from mask_od.export import ExportError, export_model
+    from mask_od.train import TrainingError
+
+    out, _, cfg = exported
+    with pytest.raises(ExportError, match="already exists"):
+        export_model(cfg.output_dir, out, tflite=())
+    with pytest.raises(TrainingError, match="not a run directory"):
+        export_model(tmp_path, tmp_path / "x", tflite=())
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp*"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ExportError, match="cannot write"):
+        export_model(cfg.output_dir, blocker / "sub" / "exp", tflite=())
