@@ -31,6 +31,7 @@ class Config:
     max_detections: int
     nms_iou_threshold: float
     score_threshold: float
+    class_agnostic_nms: bool
     batch_size: int
     steps: int
     learning_rate: float

@@ -32,6 +32,20 @@ class Detections:
         return out
 
 
+def letterbox_rgb(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Resize uint8 RGB ``[H, W, 3]`` so its long side is ``size`` (aspect kept) and pad bottom/right with the ImageNet
+    mean colour (what zero padding after normalization means in training). Returns (float32 ``[size, size, 3]``, scale)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(size / h, size / w)
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    canvas = np.empty((size, size, 3), np.float32)
+    canvas[:] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, scale
+
+
 class Detector:
     """Loads ``saved_model/`` (a folder) or ``*.tflite`` (a file). The label map is taken from ``label_map`` or found
     beside the model. ``detect(rgb)`` returns :class:`Detections` above ``score_threshold`` (at most ``max_boxes``)."""
@@ -71,8 +85,6 @@ class Detector:
             self.input_size = None
 
     def _predict_tflite(self, rgb: np.ndarray) -> dict:
-        from mask_od.export import letterbox_rgb
-
         size = self.input_size
         canvas, scale = letterbox_rgb(rgb, size)
         x = canvas[None]

@@ -29,19 +29,11 @@ def make_tflite_function(model, config: Config):
     from official.vision.modeling.layers.detection_generator import _generate_detections_tflite
     from official.vision.ops.preprocess_ops import MEAN_RGB, STDDEV_RGB
 
-    from mask_od.model import anchor_boxes
+    from mask_od.model import anchor_boxes, tflite_postprocess_config
 
     s = config.image_size
     anchors = anchor_boxes(config)
-    post_cfg = {
-        "max_detections": config.max_detections,
-        "max_classes_per_detection": 1,
-        "use_regular_nms": False,
-        "nms_score_threshold": config.score_threshold,
-        "nms_iou_threshold": config.nms_iou_threshold,
-        "normalize_anchor_coordinates": True,
-        "input_image_size": (s, s),
-    }
+    post_cfg = tflite_postprocess_config(config)
 
     @tf.function(input_signature=[tf.TensorSpec([1, s, s, 3], tf.float32, name="image")])
     def detect(images):
@@ -60,21 +52,9 @@ def make_tflite_function(model, config: Config):
     return detect.get_concrete_function()
 
 
-def letterbox_rgb(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Resize uint8 RGB ``[H, W, 3]`` so its long side is ``size`` (aspect kept) and pad bottom/right with the ImageNet
-    mean colour (what zero padding after normalization means in training). Returns (float32 ``[size, size, 3]``, scale)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = min(size / h, size / w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    canvas = np.empty((size, size, 3), np.float32)
-    canvas[:] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return canvas, scale
-
-
 def _representative(images: Sequence[np.ndarray], size: int):
+    from mask_od.detect import letterbox_rgb
+
     def gen():
         for img in images:
             yield [letterbox_rgb(img, size)[0][None]]
@@ -88,7 +68,7 @@ def save_tflite_graph(concrete_fn, model, path: Path) -> Path:
     import tensorflow as tf
 
     module = tf.Module()
-    module.model = model
+    module.model_variables = list(model.variables)  # not the Keras model: saving it would trace every layer
     tf.saved_model.save(module, str(path), signatures={"serving_default": concrete_fn})
     return path
 
@@ -136,7 +116,6 @@ def export_model(
     from mask_od.data import resolve_records
     from mask_od.evaluate import evaluate, examples_from_records
     from mask_od.inference import detections_to_numpy, make_detection_module
-    from mask_od.model import build_model
     from mask_od.train import load_trained_model
 
     out_dir = Path(out_dir)
@@ -160,9 +139,7 @@ def export_model(
         if "int8" in tflite:
             recs = calibration_records or config.train_records
             calib = [img for img, *_ in examples_from_records(resolve_records(recs), num_calibration)]
-        lite_model = build_model(config, len(label_map), load_pretrained=False)
-        lite_model.set_weights(model.get_weights())
-        graph = save_tflite_graph(make_tflite_function(lite_model, config), lite_model, tmp / ".tflite_graph")
+        graph = save_tflite_graph(make_tflite_function(model, config), model, tmp / ".tflite_graph")
         for v in tflite:
             data = convert_tflite(graph, v, calib, config.image_size)
             (tmp / f"model_{v}.tflite").write_bytes(data)

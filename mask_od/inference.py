@@ -20,7 +20,8 @@ def make_detection_module(model, config: Config):
     class DetectionModule(tf.Module):
         def __init__(self):
             super().__init__(name="mask_od_detector")
-            self.model = model
+            # Only the variables are tracked: saving the Keras model itself would trace every layer (minutes).
+            self.model_variables = list(model.variables)
 
         @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
         def serve(self, images):
@@ -30,7 +31,7 @@ def make_detection_module(model, config: Config):
                 image, [size, size], padded_size=[size, size], aug_scale_min=1.0, aug_scale_max=1.0
             )
             image.set_shape([size, size, 3])
-            out = self.model(image[None], image_shape=info[1:2], training=False)
+            out = model(image[None], image_shape=info[1:2], training=False)
             orig, scale = info[0], info[2]
             boxes = out["detection_boxes"][0] / tf.concat([scale, scale], 0)
             boxes = boxes / tf.concat([orig, orig], 0)

@@ -93,13 +93,12 @@ class FrameGrabber:
             self.error = e
         finally:
             self._frames.close()
-            self._stop.set() if self.drop else None
-            try:
-                self._q.put(None, timeout=1.0)
-            except queue.Full:
-                if self.drop:
-                    self._q.get_nowait()
-                    self._q.put_nowait(None)
+            while not self._stop.is_set():  # the end marker waits behind the last frame, unless the reader is gone
+                try:
+                    self._q.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
 
     def get(self, timeout: float = 10.0) -> np.ndarray | None:
         """The next (newest) BGR frame, or None when the source has ended or stopped answering for ``timeout`` s."""

@@ -108,6 +108,20 @@ def build_backbone(backbone: str, image_size: int, weights: Path | None = None, 
     return model
 
 
+def tflite_postprocess_config(config: Config) -> dict:
+    """Settings of TFLite's TFLite_Detection_PostProcess op (fast class-agnostic NMS, anchors normalized to the input)."""
+    return {
+        "max_detections": config.max_detections,
+        "max_classes_per_detection": 1,
+        "use_regular_nms": not config.class_agnostic_nms,
+        "detections_per_class": config.max_detections,
+        "nms_score_threshold": config.score_threshold,
+        "nms_iou_threshold": config.nms_iou_threshold,
+        "normalize_anchor_coordinates": True,
+        "input_image_size": (config.image_size, config.image_size),
+    }
+
+
 def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_pretrained: bool = True):
     """The RetinaNet-style single-shot detector: backbone -> FPN (levels 3-7, 128 filters, separable convs for
     FPNLite) -> shared head (4 convs) -> multilevel detection generator. ``num_classes`` counts the label-map classes;
@@ -143,17 +157,6 @@ def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_
         norm_momentum=0.97,
         kernel_regularizer=reg,
     )
-    tflite_cfg = None
-    if nms_version == "tflite":
-        tflite_cfg = {
-            "max_detections": config.max_detections,
-            "max_classes_per_detection": 1,
-            "use_regular_nms": False,
-            "nms_score_threshold": config.score_threshold,
-            "nms_iou_threshold": config.nms_iou_threshold,
-            "normalize_anchor_coordinates": True,
-            "input_image_size": (config.image_size, config.image_size),
-        }
     generator = MultilevelDetectionGenerator(
         apply_nms=True,
         pre_nms_top_k=1000,
@@ -161,7 +164,8 @@ def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_
         nms_iou_threshold=config.nms_iou_threshold,
         max_num_detections=config.max_detections,
         nms_version=nms_version,
-        tflite_post_processing_config=tflite_cfg,
+        use_class_agnostic_nms=config.class_agnostic_nms if nms_version == "v2" else None,
+        tflite_post_processing_config=tflite_postprocess_config(config) if nms_version == "tflite" else None,
     )
     model = RetinaNetModel(
         backbone,
