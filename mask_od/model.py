@@ -48,7 +48,12 @@ def resolve_pretrained(pretrained: str, backbone: str, sha256: str | None = None
         return p
     url = BACKBONE_SPECS[backbone][0]
     target = cache_dir() / url.rsplit("/", 1)[1]
+    sidecar = target.with_name(target.name + ".sha256")
     if target.is_file():
+        if sidecar.is_file():  # checksum recorded at download: a damaged cache is refused, not half-loaded
+            got = hashlib.sha256(target.read_bytes()).hexdigest()
+            if got != sidecar.read_text().split()[0]:
+                raise WeightsError(f"{target}: cached weights do not match their recorded sha256; delete the file to fetch it again")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
@@ -60,6 +65,7 @@ def resolve_pretrained(pretrained: str, backbone: str, sha256: str | None = None
                 f.write(chunk)
         if sha256 and digest.hexdigest() != sha256:
             raise WeightsError(f"{url}: checksum mismatch (got {digest.hexdigest()}, expected {sha256})")
+        sidecar.write_text(f"{digest.hexdigest()}  {target.name}\n")
         tmp.replace(target)
     except (OSError, WeightsError) as e:
         tmp.unlink(missing_ok=True)

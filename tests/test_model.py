@@ -47,6 +47,9 @@ def test_resolve_pretrained_local_cache_and_failed_download(tmp_path, monkeypatc
     cached = tmp_path / "cache" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     cached.write_bytes(b"x")
     assert resolve_pretrained("imagenet", "mobilenet_v2_fpnlite") == cached  # no network needed once cached
+    cached.with_name(cached.name + ".sha256").write_text("0" * 64 + "  w.h5\n")  # recorded at download
+    with pytest.raises(WeightsError, match="do not match their recorded sha256"):
+        resolve_pretrained("imagenet", "mobilenet_v2_fpnlite")
 
 
 @pytest.mark.slow
@@ -71,3 +74,28 @@ def test_resnet50_fpn_builds():
     model = build_model(build_config(backbone="resnet50_fpn", image_size=128, pretrained="none"), num_classes=2)
     out = model(tf.zeros([1, 128, 128, 3]), training=False)
     assert out["detection_boxes"].shape == (1, 100, 4)
+
+
+def test_download_is_cached_with_its_checksum(tmp_path, monkeypatch):
+    import hashlib
+    import io
+
+    import mask_od.model as m
+
+    monkeypatch.setattr(m, "cache_dir", lambda: tmp_path)
+    payload = b"weights" * 1000
+    calls = []
+
+    def fake_urlopen(url, timeout):
+        calls.append(url)
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(m.urllib.request, "urlopen", fake_urlopen)
+    path = resolve_pretrained("imagenet", "mobilenet_v2_fpnlite")
+    assert path.read_bytes() == payload and calls[0].startswith("https://storage.googleapis.com/tensorflow/keras-applications/")
+    assert path.with_name(path.name + ".sha256").read_text().split()[0] == hashlib.sha256(payload).hexdigest()
+    assert resolve_pretrained("imagenet", "mobilenet_v2_fpnlite") == path and len(calls) == 1
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        (tmp_path / path.name).unlink()
+        resolve_pretrained("imagenet", "mobilenet_v2_fpnlite", sha256="0" * 64)
+    assert not path.exists()
