@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["model_float32.tflite", "model_int8.tflite", "model_float16.tflite", "saved_model"])
     a = p.parse_args()
     need(VIDEO)
-    from mask_od.detect import Detector, letterbox_rgb
+    from mask_od.detect import Detector
     from mask_od.live import run_live
 
     out = {}

@@ -114,8 +114,8 @@ def export_model(
     import tensorflow as tf
 
     from mask_od.data import resolve_records
-    from mask_od.evaluate import evaluate, examples_from_records
-    from mask_od.inference import detections_to_numpy, make_detection_module
+    from mask_od.evaluate import examples_from_records
+    from mask_od.inference import make_detection_module
     from mask_od.train import load_trained_model
 
     out_dir = Path(out_dir)

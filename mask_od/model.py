@@ -115,7 +115,8 @@ def build_backbone(backbone: str, image_size: int, weights: Path | None = None, 
 
 
 def tflite_postprocess_config(config: Config) -> dict:
-    """Settings of TFLite's TFLite_Detection_PostProcess op (fast class-agnostic NMS, anchors normalized to the input)."""
+    """Settings of TFLite's TFLite_Detection_PostProcess op: fast class-agnostic NMS, or regular per-class NMS when
+    ``class_agnostic_nms`` is off (as the SavedModel does); anchors normalized to the input."""
     return {
         "max_detections": config.max_detections,
         "max_classes_per_detection": 1,
@@ -128,7 +129,7 @@ def tflite_postprocess_config(config: Config) -> dict:
     }
 
 
-def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_pretrained: bool = True):
+def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
     """The RetinaNet-style single-shot detector: backbone -> FPN (levels 3-7, 128 filters, separable convs for
     FPNLite) -> shared head (4 convs) -> multilevel detection generator. ``num_classes`` counts the label-map classes;
     the model predicts ``num_classes + 1`` logits (id 0 = background), so detection classes are label-map ids."""
@@ -169,9 +170,8 @@ def build_model(config: Config, num_classes: int, nms_version: str = "v2", load_
         pre_nms_score_threshold=config.score_threshold,
         nms_iou_threshold=config.nms_iou_threshold,
         max_num_detections=config.max_detections,
-        nms_version=nms_version,
-        use_class_agnostic_nms=config.class_agnostic_nms if nms_version == "v2" else None,
-        tflite_post_processing_config=tflite_postprocess_config(config) if nms_version == "tflite" else None,
+        nms_version="v2",  # the TFLite export builds its own post-processing (export.make_tflite_function)
+        use_class_agnostic_nms=config.class_agnostic_nms,
     )
     model = RetinaNetModel(
         backbone,

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from mask_od.config import Config
 from mask_od.label_map import read_label_map
 

@@ -1,5 +1,3 @@
-import collections
-
 from conftest import tree_digest
 from mask_od.annotations import parse_voc_dir
 from mask_od.split import split_annotations, write_split
