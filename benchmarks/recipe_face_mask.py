@@ -1,7 +1,7 @@
 """Train on 80% of ../shared/data/face-mask with recipe_face_mask.yaml and score on the other 20%.
 
-python benchmarks/recipe_face_mask.py [key=value ...]   (overrides of the recipe, e.g. steps=200 for a short try)
-Writes benchmarks/results/face_mask/: the workspace (records), the run (checkpoints, TensorBoard, eval plots),
+python benchmarks/recipe_face_mask.py [--out NAME] [key=value ...]   (overrides of the recipe, e.g. steps=200)
+Writes benchmarks/results/NAME/ (default face_mask; a run already there is resumed): the workspace (records), the run (checkpoints, TensorBoard, eval plots),
 training_curves.png and summary.json (mAP against minutes, per-class AP, the best checkpoint also run at 640)."""
 
 import json
@@ -13,6 +13,12 @@ from _common import FACE_MASK, RESULTS, WEIGHTS, need
 
 
 def main(argv) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="face_mask", help="folder under benchmarks/results/")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of recipe_face_mask.yaml")
+    a = p.parse_args(argv)
     from mask_od.config import build_config, parse_key_values
     from mask_od.dataset import prepare_dataset
     from mask_od.evaluate import format_metrics
@@ -20,13 +26,13 @@ def main(argv) -> None:
     from mask_od.train import evaluate_model, load_trained_model, train
 
     need(FACE_MASK)
-    out = RESULTS / "face_mask"
+    out = RESULTS / a.out
     data = prepare_dataset(FACE_MASK / "annotations", out / "workspace", FACE_MASK / "images", test_ratio=0.2, seed=0,
                            overwrite=True, progress=False)
     print("split:", data.report["split"])
     config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=data.train_records,
                           val_records=data.test_records, label_map=str(data.label_map), output_dir=str(out / "run"),
-                          pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **parse_key_values(argv))
+                          pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **parse_key_values(a.overrides))
     t0 = time.perf_counter()
     result = train(config)
     minutes = (time.perf_counter() - t0) / 60

@@ -42,6 +42,7 @@ class Config:
     aug_scale_min: float
     aug_scale_max: float
     aug_color: bool
+    repeat_threshold: float
     max_boxes: int
     output_dir: str
     checkpoint_every: int
@@ -138,6 +139,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
     for k in ("warmup_steps", "eval_every"):
         need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}")
     need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
+    need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}")
     need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
     need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
     need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]")

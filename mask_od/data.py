@@ -52,15 +52,66 @@ def build_parser(config: Config, training: bool):
     )
 
 
+def record_classes(records) -> list[list[int]]:
+    """The label-map ids of each example's boxes, in the order ``TFRecordDataset(files)`` reads them."""
+    import tensorflow as tf
+
+    spec = {"image/object/class/label": tf.io.VarLenFeature(tf.int64)}
+    out = []
+    for raw in tf.data.TFRecordDataset(resolve_records(records)).batch(256):
+        labels = tf.io.parse_example(raw, spec)["image/object/class/label"]
+        out.extend([int(c) for c in row] for row in tf.RaggedTensor.from_sparse(labels).to_list())
+    return out
+
+
+def repeat_factors(classes_per_image: list[list[int]], threshold: float) -> tuple[list[float], dict[int, float]]:
+    """Repeat-factor sampling (LVIS, Gupta et al. 2019): a class in a share ``f_c`` of the images gets
+    ``r_c = max(1, sqrt(threshold / f_c))``; an image repeats ``max r_c`` over its classes (1 without boxes).
+    Returns (factor per image, factor per class)."""
+    n = max(1, len(classes_per_image))
+    share: dict[int, float] = {}
+    for labels in classes_per_image:
+        for c in set(labels):
+            share[c] = share.get(c, 0.0) + 1.0 / n
+    per_class = {c: max(1.0, (threshold / f) ** 0.5) for c, f in sorted(share.items())}
+    per_image = [max((per_class[c] for c in set(labels)), default=1.0) for labels in classes_per_image]
+    return per_image, per_class
+
+
+def oversample(ds, factors: list[float], seed: int):
+    """Endless shuffled ``ds`` in which element ``i`` comes ``factors[i]`` times per epoch on average (the fraction
+    rounded at random each epoch); copies are shuffled apart."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(tf.constant(factors, tf.float32))))
+    ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def copies(element, factor):
+        whole = tf.floor(factor)
+        n = whole + tf.cast(tf.random.uniform([], seed=seed) < factor - whole, tf.float32)
+        return tf.data.Dataset.from_tensors(element).repeat(tf.cast(n, tf.int64))
+
+    return ds.flat_map(copies).shuffle(256, seed=seed + 1)
+
+
 def build_train_dataset(config: Config, records=None, batch_size: int | None = None):
-    """Endless, shuffled, augmented batches of (normalized image ``[B, S, S, 3]``, RetinaNet labels)."""
+    """Endless, shuffled, augmented batches of (normalized image ``[B, S, S, 3]``, RetinaNet labels). With
+    ``repeat_threshold`` > 0, images of rare classes come back more often (:func:`repeat_factors`, rounded at random
+    each epoch so the expected count is the factor)."""
     import tensorflow as tf
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
     files = resolve_records(records or config.train_records)
     decoder = TfExampleDecoder()
     parser = build_parser(config, training=True)
-    ds = tf.data.TFRecordDataset(files).cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = tf.data.TFRecordDataset(files).cache()
+    if config.repeat_threshold > 0:
+        factors, per_class = repeat_factors(record_classes(files), config.repeat_threshold)
+        print(f"repeat factors per class id: { {c: round(r, 2) for c, r in per_class.items()} }; an epoch is "
+              f"{sum(factors):.0f} images instead of {len(factors)}")
+        ds = oversample(ds, factors, config.seed)
+    else:
+        ds = ds.shuffle(2048, seed=config.seed, reshuffle_each_iteration=True).repeat()
     ds = ds.map(decoder.decode, num_parallel_calls=tf.data.AUTOTUNE)
     if config.aug_color:
         ds = ds.map(lambda d: _color_jitter(d, config.seed), num_parallel_calls=tf.data.AUTOTUNE)

@@ -27,9 +27,8 @@ def make_tflite_function(model, config: Config):
     model's backbone, FPN and head with Model Garden's TFLite post-processing; the background logit is dropped first."""
     import tensorflow as tf
     from official.vision.modeling.layers.detection_generator import _generate_detections_tflite
-    from official.vision.ops.preprocess_ops import MEAN_RGB, STDDEV_RGB
 
-    from mask_od.model import anchor_boxes, tflite_postprocess_config
+    from mask_od.model import anchor_boxes, backbone_features_from_pixels, tflite_postprocess_config
 
     s = config.image_size
     anchors = anchor_boxes(config)
@@ -37,8 +36,7 @@ def make_tflite_function(model, config: Config):
 
     @tf.function(input_signature=[tf.TensorSpec([1, s, s, 3], tf.float32, name="image")])
     def detect(images):
-        x = (images - tf.constant(MEAN_RGB)) / tf.constant(STDDEV_RGB)
-        feats = model.decoder(model.backbone(x, training=False), training=False)
+        feats = model.decoder(backbone_features_from_pixels(model, config, images), training=False)
         raw_scores, raw_boxes, _ = model.head(feats, training=False)
         scores = {}
         for level, sc in raw_scores.items():

@@ -42,6 +42,7 @@ class LiveSummary:
     message: str
     video_path: str | None = None
     log_path: str | None = None
+    display: str = "none"  # where the frames were shown: window, notebook or none
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in self.detections_per_class.items()) or "none"
@@ -113,6 +114,44 @@ class FrameGrabber:
         self._thread.join(timeout=2.0)
 
 
+class VideoSink:
+    """An mp4 writer that encodes in its own thread (encoding a 1366x768 frame takes ~7 ms: it overlaps detection
+    instead of adding to it). Frames queue up to ``depth`` deep; ``write`` waits when the encoder falls behind, so no
+    frame is lost. ``release`` finishes the queue; an encoder error is raised there or at the next ``write``."""
+
+    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int], depth: int = 4):
+        import cv2
+
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size_wh)
+        if not self._writer.isOpened():
+            raise OSError(f"{path}: cannot open a video writer (mp4v)")
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="video-writer")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (frame := self._q.get()) is not None:
+            if self.error is None:
+                try:
+                    self._writer.write(frame)
+                except Exception as e:  # noqa: BLE001 - reported to the frame loop
+                    self.error = e
+
+    def write(self, bgr: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self._q.put(bgr)
+
+    def release(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        self._writer.release()
+        if self.error is not None:
+            raise self.error
+
+
 class AlertHook:
     """Calls ``callback(message)`` in a worker thread when any of ``classes`` is seen, at most once per ``cooldown_s``;
     never blocks the frame loop (alerts are skipped while one is still running)."""
@@ -146,26 +185,6 @@ class AlertHook:
 def default_alert(message: str) -> None:
     """Prints the message with a terminal bell."""
     print("\a" + message, file=sys.stderr, flush=True)
-
-
-def gui_available() -> bool:
-    """True when OpenCV has a GUI backend and a display exists (the headless build has none: never call imshow then)."""
-    import cv2
-
-    info = cv2.getBuildInformation()
-    gui_line = next((ln for ln in info.splitlines() if ln.strip().startswith("GUI:")), "GUI: NONE")
-    if "NONE" in gui_line.upper():
-        return False
-    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        return get_ipython() is not None and "IPKernelApp" in get_ipython().config
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def draw_overlay(rgb: np.ndarray, fps: float, counts: dict[str, int], colors: dict[str, tuple[int, int, int]]) -> np.ndarray:
@@ -219,19 +238,16 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
              print_every_s: float = 5.0) -> LiveSummary:
     """Run detection on a source until it ends, ``q``/Esc in the window, or Ctrl-C / interrupt; returns a summary.
 
-    ``display``: ``window`` (needs a GUI OpenCV and a display), ``notebook`` (inline, updated in place), ``none``, or
-    ``auto`` (window if possible, else notebook inside Jupyter, else none). A camera that is missing raises
+    ``display``: ``window`` (OpenCV's window, or a Tk window with the headless OpenCV; needs a desktop), ``notebook``
+    (inline, updated in place), ``none``, or ``auto`` (inline inside Jupyter, else a window if a desktop exists, else
+    none); see :func:`mask_od.display.open_view`. A camera that is missing raises
     ``SourceError`` at once; one that dies midway ends the run, and the video and log keep what was recorded. Both are
     written under temporary names and renamed at the end."""
     import cv2
 
+    from mask_od.display import open_view
     from mask_od.sources import SourceError
 
-    if display == "auto":
-        display = "window" if gui_available() else ("notebook" if in_notebook() else "none")
-    if display == "window" and not gui_available():
-        print("no display or headless OpenCV: showing nothing (use display='notebook' in Jupyter)", file=sys.stderr)
-        display = "none"
     outputs = [Path(p) for p in (output_video, log_path) if p is not None]
     for p in outputs:
         if p.exists() and not overwrite:
@@ -242,20 +258,18 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     frames_with = dict(per_class)
     n = dropped = 0
     message, t0, t_print = "source ended", time.perf_counter(), time.perf_counter()
-    writer = handle = None
+    writer = view = None
     log = open(tmp[Path(log_path)], "w") if log_path else None
     try:
+        view = open_view(display)
         try:
             for r in stream_detections(detector, source, drop_frames, max_frames):
                 n, dropped = r.index + 1, r.dropped
-                bgr = cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR)
                 if output_video is not None:
+                    bgr = cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR)
                     if writer is None:
                         fps_out = output_fps or _source_fps(source) or 30.0
-                        writer = cv2.VideoWriter(str(tmp[Path(output_video)]), cv2.VideoWriter_fourcc(*"mp4v"), fps_out,
-                                                 (bgr.shape[1], bgr.shape[0]))
-                        if not writer.isOpened():
-                            raise OSError(f"{output_video}: cannot open a video writer (mp4v)")
+                        writer = VideoSink(tmp[Path(output_video)], fps_out, (bgr.shape[1], bgr.shape[0]))
                     writer.write(bgr)
                 counts = r.detections.counts()
                 for k, v in counts.items():
@@ -267,13 +281,9 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
                         for nm, c, sc, b in zip(r.detections.names, r.detections.classes, r.detections.scores, r.detections.boxes)]}) + "\n")
                 if alert is not None:
                     alert(r.detections)
-                if display == "window":
-                    cv2.imshow("mask_od", bgr)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        message = "stopped by key"
-                        break
-                elif display == "notebook":
-                    handle = _show_inline(r.image, handle)
+                if not view.show(r.image):
+                    message = "stopped by key"
+                    break
                 if print_every_s and time.perf_counter() - t_print > print_every_s:
                     t_print = time.perf_counter()
                     print(f"frame {n}: {r.fps:.1f} FPS, {', '.join(f'{k} {v}' for k, v in counts.items()) or 'no faces'}", flush=True)
@@ -293,17 +303,20 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
                 os.replace(t, p)
     finally:
         if writer is not None:
-            writer.release()
+            try:
+                writer.release()
+            except Exception:  # noqa: BLE001 - the error already on its way matters more
+                pass
         if log is not None:
             log.close()
         for t in tmp.values():
             t.unlink(missing_ok=True)
-        if display == "window":
-            cv2.destroyAllWindows()
+        if view is not None:
+            view.close()
     secs = time.perf_counter() - t0
     return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
                        message, str(output_video) if output_video is not None and n else None,
-                       str(log_path) if log_path is not None else None)
+                       str(log_path) if log_path is not None else None, view.kind if view is not None else "none")
 
 
 def _source_fps(source: Source) -> float | None:
@@ -315,15 +328,3 @@ def _source_fps(source: Source) -> float | None:
         cap.release()
         return fps if fps and fps > 0 else None
     return None
-
-
-def _show_inline(rgb: np.ndarray, handle):
-    import cv2
-    from IPython.display import Image, display
-
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    img = Image(data=buf.tobytes(), format="jpeg")
-    if handle is None:
-        return display(img, display_id=True)
-    handle.update(img)
-    return handle

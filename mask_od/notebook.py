@@ -64,37 +64,66 @@ def tensorboard(logdir: Path | str, headless: bool = False) -> None:
         ip.run_line_magic("tensorboard", f"--logdir {logdir}")
 
 
-def colab_webcam_frames(max_frames: int | None = None, quality: float = 0.8):
-    """Frames (BGR) from the browser's webcam in Colab, through JavaScript; a source for mask_od.live.run_live."""
+# Browser side of the Colab webcam: getUserMedia once, then each maskodGrab(q) returns one frame as a JPEG data URL.
+WEBCAM_JS = """
+  window._maskod = window._maskod || {};
+  async function maskodStart() {
+    if (window._maskod.video) return;
+    const video = document.createElement('video'); video.style.display = 'none'; video.muted = true;
+    const stream = await navigator.mediaDevices.getUserMedia({video: true});
+    document.body.appendChild(video); video.srcObject = stream; await video.play();
+    window._maskod.video = video; window._maskod.stream = stream;
+  }
+  async function maskodGrab(q) {
+    await maskodStart(); const v = window._maskod.video;
+    const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+    c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/jpeg', q);
+  }
+  function maskodStop() {
+    if (window._maskod.stream) { window._maskod.stream.getTracks().forEach(t => t.stop()); }
+    if (window._maskod.video) { window._maskod.video.remove(); }
+    window._maskod = {};
+  }
+  window.maskodGrab = maskodGrab; window.maskodStop = maskodStop;
+"""
+
+
+def frame_from_data_url(data: str):
+    """A ``data:image/jpeg;base64,...`` URL (what ``canvas.toDataURL`` gives) -> BGR uint8 ``[H, W, 3]``, or None
+    when it holds no decodable image (an empty canvas gives ``data:,``)."""
     import base64
+    import binascii
 
     import cv2
     import numpy as np
-    from google.colab.output import eval_js  # type: ignore[import-not-found]
-    from IPython.display import Javascript, display
 
-    display(Javascript("""
-      window._maskod = window._maskod || {};
-      async function maskodStart() {
-        if (window._maskod.video) return;
-        const video = document.createElement('video'); video.style.display = 'none';
-        const stream = await navigator.mediaDevices.getUserMedia({video: true});
-        document.body.appendChild(video); video.srcObject = stream; await video.play();
-        window._maskod.video = video; window._maskod.stream = stream;
-      }
-      async function maskodGrab(q) {
-        await maskodStart(); const v = window._maskod.video;
-        const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
-        c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/jpeg', q);
-      }
-      function maskodStop() { if (window._maskod.stream) { window._maskod.stream.getTracks().forEach(t => t.stop()); window._maskod = {}; } }
-      window.maskodGrab = maskodGrab; window.maskodStop = maskodStop;
-    """))
+    if not isinstance(data, str) or "," not in data:
+        return None
+    try:
+        raw = base64.b64decode(data.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+
+
+def colab_webcam_frames(max_frames: int | None = None, quality: float = 0.8, eval_js=None, run_js=None):
+    """Frames (BGR) from the browser's webcam in Colab, through JavaScript; a source for mask_od.live.run_live.
+    ``eval_js`` (run an expression in the page, return its value) and ``run_js`` (load a script into the page)
+    default to Colab's ``google.colab.output.eval_js`` and IPython's ``display(Javascript(...))``. Ends when the
+    browser gives no frame (camera refused or closed)."""
+    if eval_js is None:
+        from google.colab.output import eval_js  # type: ignore[import-not-found]
+    if run_js is None:
+        from IPython.display import Javascript, display
+
+        def run_js(code):
+            display(Javascript(code))
+
+    run_js(WEBCAM_JS)
     n = 0
     try:
         while max_frames is None or n < max_frames:
-            data = eval_js(f"maskodGrab({quality})")
-            frame = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+            frame = frame_from_data_url(eval_js(f"maskodGrab({quality})"))
             if frame is None:
                 return
             n += 1

@@ -9,6 +9,7 @@ import numpy as np
 
 Source = Union[int, str, Path, Iterable[np.ndarray]]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+STREAM_TIMEOUT_S = 10.0  # a stream URL that does not answer within this long fails (opening) or ends (reading)
 
 
 class SourceError(RuntimeError):
@@ -21,10 +22,14 @@ def describe_source(source: Source) -> str:
     return type(source).__name__
 
 
-def _open_capture(source: int | str):
+def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
     import cv2
 
-    cap = cv2.VideoCapture(source)
+    if isinstance(source, str) and "://" in source:  # FFmpeg would wait on a silent server for minutes, or forever
+        ms = int(timeout_s * 1000)
+        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    else:
+        cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         cap.release()
         if isinstance(source, int):
@@ -32,15 +37,19 @@ def _open_capture(source: int | str):
                 f"camera {source} could not be opened: no camera at that index, or it is busy. On Colab use the "
                 "browser webcam cell; elsewhere try another index or pass a video file."
             )
-        raise SourceError(f"{source}: could not be opened as a video or stream (missing file, bad URL or codec)")
+        if "://" in str(source):
+            raise SourceError(f"{source}: the stream could not be opened within {timeout_s:g} s (wrong URL, server down "
+                              "or unreachable, or a codec FFmpeg lacks)")
+        raise SourceError(f"{source}: could not be opened as a video (missing file or unsupported codec)")
     return cap
 
 
-def iter_frames(source: Source, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Iterator[np.ndarray]:
     """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends (a camera that stops answering ends it too).
 
-    ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL, or any
-    iterable of frames. Raises :class:`SourceError` at once when it cannot be opened.
+    ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL (a
+    video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. Raises :class:`SourceError`
+    at once when it cannot be opened; a stream silent for ``timeout_s`` fails to open or ends.
     """
     if isinstance(source, str) and source.isdigit():
         source = int(source)
@@ -66,7 +75,7 @@ def iter_frames(source: Source, max_frames: int | None = None) -> Iterator[np.nd
             raise SourceError(f"{path}: no such video file or folder")
         source = str(path)
     if isinstance(source, (int, str)):
-        cap = _open_capture(source)
+        cap = _open_capture(source, timeout_s)
         try:
             while max_frames is None or count < max_frames:
                 ok, frame = cap.read()

@@ -33,7 +33,10 @@ def build_strategy(name: str):
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        gpus = tf.config.list_logical_devices("GPU")
+        cpus = tf.config.list_logical_devices("CPU")
+        # all local GPUs; without GPUs, all logical CPU devices (one unless split with set_logical_device_configuration)
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus or cpus])
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -95,8 +98,29 @@ def _restore_init(model, path: str) -> str:
     return path
 
 
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train (or resume) the detector described by ``config`` in ``config.output_dir``; returns what it made."""
+    """Train (or resume) the detector described by ``config`` in ``config.output_dir``; returns what it made.
+    ``mixed_precision`` (on a GPU) computes in float16 with dynamic loss scaling; the float32 policy is restored after."""
+    import tf_keras
+
+    mixed = config.mixed_precision and _has_gpu()
+    if not mixed:
+        return _train(config, progress, on_eval, mixed=False)
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train(config, progress, on_eval, mixed=True)
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
     import tensorflow as tf
     import tf_keras
 
@@ -109,15 +133,17 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
     label_map = read_label_map(config.label_map)
     config.save(run_dir / "config.yaml")
     shutil.copyfile(config.label_map, run_dir / "label_map.pbtxt")
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    if config.mixed_precision and gpu:
-        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = build_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
+    if config.strategy != "default" or mixed:
+        print(f"{type(strategy).__name__}: {replicas} replica(s), global batch {global_batch}"
+              + ("; mixed_float16 with loss scaling" if mixed else ""), flush=True)
     with strategy.scope():
         model = build_model(config, len(label_map))
         optimizer, lr = _optimizer(config)
+        if mixed:
+            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     task = _loss_task(len(label_map))
@@ -133,7 +159,8 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
     history_file = run_dir / "eval_history.jsonl"
     history = [json.loads(x) for x in history_file.read_text().splitlines()] if history_file.exists() else []
 
-    dataset = strategy.experimental_distribute_dataset(build_train_dataset(config, batch_size=global_batch))
+    train_data = build_train_dataset(config, batch_size=global_batch)
+    dataset = strategy.experimental_distribute_dataset(train_data)
 
     def step_fn(images, labels):
         with tf.GradientTape() as tape:
@@ -141,7 +168,11 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
             outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
             total, cls_loss, box_loss, _ = task.build_losses(outputs, labels, aux_losses=model.losses)
             scaled = total / replicas
+            if mixed:
+                scaled = optimizer.get_scaled_loss(scaled)
         grads = tape.gradient(scaled, model.trainable_variables)
+        if mixed:
+            grads = optimizer.get_unscaled_gradients(grads)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return {"total": total, "cls": cls_loss, "box": box_loss}
 
@@ -153,8 +184,8 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
     if int(step.numpy()) == 0 and not config.init_checkpoint:
         from mask_od.model import warm_start_batch_norm
 
-        images, _ = next(iter(build_train_dataset(config, batch_size=config.batch_size)))
-        warm_start_batch_norm(model, images)
+        images, _ = next(iter(train_data))
+        warm_start_batch_norm(model, images[: config.batch_size])
 
     tb_train = tf.summary.create_file_writer(str(run_dir / "train"))
     tb_eval = tf.summary.create_file_writer(str(run_dir / "eval"))

@@ -1,6 +1,7 @@
 """Live loop with a fake detector (fast) and the shared street video."""
 
 import json
+from pathlib import Path
 import threading
 import time
 
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import SHARED
 from mask_od.detect import Detections
-from mask_od.live import AlertHook, FrameGrabber, gui_available, run_live, stream_detections
+from mask_od.live import AlertHook, FrameGrabber, run_live, stream_detections
 from mask_od.sources import SourceError
 
 
@@ -71,12 +72,85 @@ def test_missing_camera_is_a_clear_error_not_a_hang():
     assert time.perf_counter() - t < 1.5
 
 
-def test_window_without_display_does_not_abort(capsys):
-    if gui_available():
-        pytest.skip("this machine has a GUI backend and a display")
+def test_window_without_display_does_not_abort(capsys, monkeypatch):
+    import sys
+
+    if sys.platform in ("win32", "darwin"):
+        pytest.skip("a desktop is always there on Windows and macOS")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     s = run_live(FakeDetector(), frames(3), display="window")
-    assert s.frames == 3
+    assert s.frames == 3 and s.display == "none"
     assert "no display" in capsys.readouterr().err
+    monkeypatch.setenv("DISPLAY", ":987")  # set, but no X server behind it: Tk refuses, the process lives on
+    s = run_live(FakeDetector(), frames(2), display="window")
+    assert s.frames == 2 and s.display == "none"
+    assert "cannot open a window" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="session")
+def xvfb_server():
+    """A virtual X server (Debian package xvfb) for the whole session: Tk keeps its display connection for the life
+    of the process and exits it when that server goes away, so the server must outlive every Tk test."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb not installed (apt-get install xvfb): the desktop window cannot be tested here")
+    pytest.importorskip("tkinter", reason="this Python has no tkinter")
+    n = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+        time.sleep(0.05)
+    yield f":{n}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def xvfb(xvfb_server, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_server)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    return xvfb_server
+
+
+def test_tk_window_shows_frames_and_q_stops(xvfb):
+    from mask_od.display import TkWindow, open_view
+
+    view = open_view("window")  # headless OpenCV has no GUI: the Tk window is the desktop window
+    assert isinstance(view, TkWindow)
+    try:
+        frame = np.zeros((100, 160, 3), np.uint8)
+        frame[:, :80] = (0, 200, 0)
+        frame[:, 80:] = (200, 0, 0)
+        assert view.show(frame) and view.size == (160, 100)
+        assert view._photo.get(10, 50) == (0, 200, 0) and view._photo.get(150, 50) == (200, 0, 0)
+        big = np.zeros((1440, 2560, 3), np.uint8)  # larger than the 1280x720 screen: shrunk to fit
+        assert view.show(big) and view.size[0] <= 1152 and view.size[1] <= 648
+        view.root.event_generate("<Key-q>")
+        assert view.show(frame) is False
+    finally:
+        view.close()
+
+
+def test_run_live_in_a_window_ends_on_escape(xvfb, tmp_path):
+    from mask_od.display import TkWindow
+
+    view = TkWindow()
+
+    class PressesEscape(FakeDetector):
+        def detect(self, rgb):
+            if self.calls == 5:  # the user presses Esc while the sixth frame is processed
+                view.root.event_generate("<Escape>")
+            return super().detect(rgb)
+
+    s = run_live(PressesEscape(), frames(50), display=view, drop_frames=False, log_path=tmp_path / "log.jsonl")
+    assert s.display == "window" and s.message == "stopped by key"
+    assert s.frames == 6 and view.shown == 5  # the sixth frame was not shown: the key came first
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 6
 
 
 def test_slow_detector_drops_stale_frames_instead_of_lagging():
@@ -137,3 +211,85 @@ def test_shared_video_frames_and_size(tmp_path):
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (1366, 768)
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30, abs=0.5)
     cap.release()
+
+
+@pytest.fixture
+def http_streams(tmp_path):
+    """A local HTTP server: /v.mp4 (a 25-frame video file), /mjpeg (15 JPEGs as multipart/x-mixed-replace, the way
+    IP-camera apps stream) and /silent (accepts, never answers)."""
+    import http.server
+
+    import cv2
+
+    w = cv2.VideoWriter(str(tmp_path / "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(25):
+        w.write(np.full((120, 160, 3), i * 9, np.uint8))
+    w.release()
+    video = (tmp_path / "v.mp4").read_bytes()
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path == "/v.mp4":
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(video)))
+                self.end_headers()
+                self.wfile.write(video)
+            elif self.path == "/mjpeg":
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for i in range(15):
+                    ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), i * 15, np.uint8))
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf) + buf.tobytes() + b"\r\n")
+            else:
+                release.wait(30)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_video_and_mjpeg_streams(http_streams):
+    from mask_od.sources import iter_frames
+
+    assert sum(1 for _ in iter_frames(f"{http_streams}/v.mp4")) == 25
+    got = list(iter_frames(f"{http_streams}/mjpeg"))
+    assert len(got) == 15 and got[0].shape == (120, 160, 3)
+    assert [int(round(f.mean() / 15)) for f in got] == list(range(15))  # every frame, in order
+    s = run_live(FakeDetector(), f"{http_streams}/mjpeg", display="none", drop_frames=False)
+    assert s.frames == 15 and s.message == "source ended"
+
+
+def test_silent_stream_fails_within_the_timeout_not_a_hang(http_streams):
+    from mask_od.sources import iter_frames
+
+    t = time.perf_counter()
+    with pytest.raises(SourceError, match=r"/silent: the stream could not be opened within 1 s"):
+        next(iter_frames(f"{http_streams}/silent", timeout_s=1))
+    assert time.perf_counter() - t < 5
+
+
+def test_video_sink_keeps_every_frame_in_order_and_names_a_bad_path(tmp_path):
+    import cv2
+
+    from mask_od.live import VideoSink
+
+    sink = VideoSink(tmp_path / "v.mp4", 10, (64, 48), depth=2)
+    for i in range(20):  # more frames than the queue holds: write waits, nothing is dropped
+        sink.write(np.full((48, 64, 3), i * 12, np.uint8))
+    sink.release()
+    cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    means = []
+    while (f := cap.read())[0]:
+        means.append(f[1].mean())
+    assert len(means) == 20 and all(a < b for a, b in zip(means, means[1:]))
+    with pytest.raises(OSError, match="no_such_dir"):
+        VideoSink(tmp_path / "no_such_dir" / "v.mp4", 10, (64, 48))

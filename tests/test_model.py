@@ -99,3 +99,26 @@ def test_download_is_cached_with_its_checksum(tmp_path, monkeypatch):
         (tmp_path / path.name).unlink()
         resolve_pretrained("imagenet", "mobilenet_v2_fpnlite", sha256="0" * 64)
     assert not path.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["mobilenet_v2_fpnlite", "resnet50_fpn"])
+def test_features_from_pixels_equal_the_backbone_on_normalized_images(backbone):
+    """The TFLite export feeds pixels straight to the Keras-applications network; it must see what training saw."""
+    import tensorflow as tf
+    from official.vision.ops.preprocess_ops import normalize_image
+
+    from mask_od.model import backbone_features_from_pixels
+
+    size = 64
+    cfg = build_config(image_size=size, backbone=backbone, pretrained="none")
+    model = build_model(cfg, num_classes=2)
+    pixels = tf.round(tf.random.stateless_uniform([2, size, size, 3], seed=[3, 4], maxval=255.0))
+    normalized = tf.stack([normalize_image(tf.cast(p, tf.uint8)) for p in pixels])
+    want = model.backbone(normalized, training=False)
+    got = backbone_features_from_pixels(model, cfg, pixels)
+    assert set(got) == {"3", "4", "5"}
+    for level in got:
+        np.testing.assert_allclose(got[level].numpy(), want[level].numpy(), rtol=1e-4, atol=1e-4)
+    flipped = backbone_features_from_pixels(model, cfg, pixels[..., ::-1])  # channel order matters: the check can fail
+    assert not np.allclose(flipped["3"].numpy(), want["3"].numpy(), rtol=1e-4, atol=1e-4)

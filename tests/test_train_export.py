@@ -219,3 +219,42 @@ def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
     blocker.write_text("")
     with pytest.raises(ExportError, match="cannot write"):
         export_model(cfg.output_dir, blocker / "sub" / "exp", tflite=())
+
+
+@pytest.mark.slow
+def test_mixed_precision_path_trains_and_restores_the_policy(tiny_records, tmp_path, monkeypatch):
+    """No GPU here: the GPU check is bypassed so the float16 path (policy, loss scaling, evaluation) runs on the CPU."""
+    import tf_keras
+
+    import mask_od.train as t
+
+    monkeypatch.setattr(t, "_has_gpu", lambda: True)
+    cfg = tiny_config(tiny_records, tmp_path / "mixed", train_records=tiny_records["four"], steps=12, eval_every=12,
+                      checkpoint_every=12, mixed_precision=True, pretrained="none")
+    during = []
+    result = t.train(cfg, progress=False, on_eval=lambda e: during.append(tf_keras.mixed_precision.global_policy().name))
+    assert during == ["mixed_float16"]
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored for export and later runs
+    log = [json.loads(x) for x in (tmp_path / "mixed" / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log) and log[-1]["loss"] < log[0]["loss"]
+    assert result.step == 12 and result.history and result.history[-1]["step"] == 12
+    model, _, _ = t.load_trained_model(cfg.output_dir, "latest")
+    assert model.head.trainable_variables[0].dtype == "float32"  # variables stay float32 under mixed_float16
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_replicas(tiny_records, tmp_path):
+    """Two logical CPU devices stand in for two GPUs (a fresh process: devices are fixed once TF starts)."""
+    cfg = tiny_config(tiny_records, tmp_path / "mirrored", train_records=tiny_records["four"], val_records="", steps=4,
+                      batch_size=2, log_every=1, checkpoint_every=4, strategy="mirrored", pretrained="none")
+    cfg.save(tmp_path / "cfg.yaml")
+    code = ("import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
+            "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
+            "from mask_od.config import build_config; from mask_od.train import train; "
+            f"r = train(build_config({str(tmp_path / 'cfg.yaml')!r}), progress=False); print('STEP', r.step)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "MirroredStrategy: 2 replica(s), global batch 4" in p.stdout and "STEP 4" in p.stdout
+    log = [json.loads(x) for x in (tmp_path / "mirrored" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and all(np.isfinite(r["loss"]) for r in log)
