@@ -21,7 +21,10 @@ def plot_all(samples: Sequence, metrics: Mapping, label_map: Mapping[int, str], 
     for n, p in metrics.get("pr_curves", {}).items():
         ax.plot(r, p, color=color(n), lw=2, label=f"{n} AP50 {metrics['per_class'][n]['AP50']:.3f}")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02), title=f"Precision-recall @IoU 0.5 (mAP50 {metrics['mAP50']:.3f})")
-    ax.legend(loc="lower left")
+    if metrics.get("pr_curves"):
+        ax.legend(loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no detections to rank", ha="center", va="center")
     ax.grid(alpha=0.3)
     paths["pr_curve"] = save_figure(fig, out_dir / "pr_curve.png")
 

@@ -14,12 +14,37 @@ def in_colab() -> bool:
     return importlib.util.find_spec("google.colab") is not None
 
 
+WATCHED_MODULES = ("numpy", "tensorflow", "tf_keras", "cv2", "pandas", "matplotlib")
+
+
+def stale_modules(loaded: dict[str, str]) -> list[str]:
+    """Modules of ``loaded`` (name -> version in memory) whose installed version now differs: a pip install replaced
+    them under the running kernel, which keeps the old ones until it restarts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"cv2": "opencv-python-headless", "tf_keras": "tf-keras"}
+    out = []
+    for name, v in loaded.items():
+        try:
+            if version(dist.get(name, name)) != v:
+                out.append(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def setup(requirements: Path | str = "requirements.txt", install_in_colab: bool = True) -> dict:
-    """On Colab, pip-install the pinned requirements (once); everywhere, report TensorFlow, Model Garden and devices."""
+    """On Colab, pip-install the pinned requirements (once); everywhere, report TensorFlow, Model Garden and devices.
+    If the install replaced a package the kernel had already loaded (Colab preloads some), it stops with the one
+    thing to do: restart the session and run all again (the install is kept)."""
     info = {"colab": in_colab()}
     if info["colab"] and install_in_colab and Path(requirements).is_file():
+        loaded = {m: getattr(sys.modules[m], "__version__", "") for m in WATCHED_MODULES if m in sys.modules}
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], check=True)
+        if stale := stale_modules(loaded):
+            raise RuntimeError(f"the install replaced {', '.join(stale)} while an older version is loaded in this session: "
+                               "restart it (Runtime > Restart session), then run all cells again; the install is kept")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

@@ -1,5 +1,6 @@
-"""The Colab webcam source: the JavaScript in a real browser (headless Chromium with its fake camera), the Python side
-with a stand-in for Colab's eval_js. Colab's own eval_js bridge is the one part only Colab can run."""
+"""Colab: the webcam source (its JavaScript in a real browser, headless Chromium with a fake camera; the Python side
+with a stand-in for Colab's eval_js) and the set-up cell's check for packages replaced under the running kernel.
+Colab's own eval_js bridge and its preinstalled environment are what only Colab can run."""
 
 import base64
 import json
@@ -116,3 +117,12 @@ def test_webcam_javascript_in_headless_chromium_with_a_fake_camera(tmp_path):
     assert a is not None and b is not None and a.shape == b.shape and a.shape[2] == 3
     assert a.shape[0] >= 240 and a.shape[1] >= 320  # Chromium's fake camera: a moving test pattern, 640x480 by default
     assert a.std() > 5  # a picture, not a blank canvas
+
+
+def test_stale_modules_after_an_install_are_named():
+    import numpy
+
+    from mask_od.notebook import stale_modules
+
+    assert stale_modules({"numpy": numpy.__version__}) == []  # what is loaded is what is installed
+    assert stale_modules({"numpy": "1.0.0", "no_such_module_xyz": "1"}) == ["numpy"]
