@@ -108,8 +108,11 @@ def test_features_from_pixels_equal_the_backbone_on_normalized_images(backbone):
     import tensorflow as tf
     from official.vision.ops.preprocess_ops import normalize_image
 
+    import tf_keras
+
     from mask_od.model import backbone_features_from_pixels
 
+    tf_keras.utils.set_random_seed(0)
     size = 64
     cfg = build_config(image_size=size, backbone=backbone, pretrained="none")
     model = build_model(cfg, num_classes=2)
@@ -117,8 +120,12 @@ def test_features_from_pixels_equal_the_backbone_on_normalized_images(backbone):
     normalized = tf.stack([normalize_image(tf.cast(p, tf.uint8)) for p in pixels])
     want = model.backbone(normalized, training=False)
     got = backbone_features_from_pixels(model, cfg, pixels)
+    flipped = backbone_features_from_pixels(model, cfg, pixels[..., ::-1])  # channel order matters: the check can fail
     assert set(got) == {"3", "4", "5"}
     for level in got:
-        np.testing.assert_allclose(got[level].numpy(), want[level].numpy(), rtol=1e-4, atol=1e-4)
-    flipped = backbone_features_from_pixels(model, cfg, pixels[..., ::-1])  # channel order matters: the check can fail
-    assert not np.allclose(flipped["3"].numpy(), want["3"].numpy(), rtol=1e-4, atol=1e-4)
+        w = want[level].numpy()
+        scale = float(np.abs(w).max())  # untrained features can be tiny: compare relative to their size
+        assert scale > 0
+        np.testing.assert_allclose(got[level].numpy(), w, rtol=1e-4, atol=1e-4 * scale)
+    w3 = want["3"].numpy()
+    assert np.abs(flipped["3"].numpy() - w3).max() > 1e-2 * np.abs(w3).max()
