@@ -104,14 +104,20 @@ def build_backbone(backbone: str, image_size: int, weights: Path | None = None, 
     features = tf_keras.Model(base.input, [base.get_layer(n).output for n in endpoints], name=f"{backbone}_features")
     inputs = tf_keras.Input(shape=shape, name="normalized_image")
     rgb = inputs * tf.constant(STDDEV_RGB) + tf.constant(MEAN_RGB)  # back to [0, 255]
-    if mode == "tf":
-        x = rgb / 127.5 - 1.0
-    else:  # caffe: BGR, mean subtracted
-        x = rgb[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
-    outs = features(x)
+    outs = features(_keras_applications_input(rgb, mode))
     model = tf_keras.Model(inputs, {str(level): o for level, o in zip((3, 4, 5), outs)}, name="backbone")
     model.output_specs = {k: v.shape for k, v in model.output.items()}
     return model
+
+
+def _keras_applications_input(pixels, mode: str):
+    """RGB pixels 0..255 -> what the Keras-applications network was trained on: ``tf`` mode [-1, 1], ``caffe`` mode
+    BGR with the ImageNet mean subtracted."""
+    import tensorflow as tf
+
+    if mode == "tf":
+        return pixels / 127.5 - 1.0
+    return pixels[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
 
 
 def backbone_features_from_pixels(model, config: Config, pixels):
@@ -119,13 +125,8 @@ def backbone_features_from_pixels(model, config: Config, pixels):
     ``model.backbone(normalized image)`` but without its normalize -> de-normalize round trip. The result is the same
     in float; in a full-integer TFLite model each of those elementwise ops is requantized, which alone cost 15 mAP@0.5
     points at 320 (0.370 -> 0.224 on the face-mask val split)."""
-    import tensorflow as tf
-
     features = model.backbone.get_layer(f"{config.backbone}_features")
-    if BACKBONE_SPECS[config.backbone][2] == "tf":
-        x = pixels / 127.5 - 1.0
-    else:  # caffe: BGR, mean subtracted
-        x = pixels[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+    x = _keras_applications_input(pixels, BACKBONE_SPECS[config.backbone][2])
     return {str(level): o for level, o in zip((3, 4, 5), features(x, training=False))}
 
 
