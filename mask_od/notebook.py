@@ -26,19 +26,23 @@ def stale_modules(loaded: dict[str, str]) -> list[str]:
     out = []
     for name, v in loaded.items():
         try:
-            if version(dist.get(name, name)) != v:
-                out.append(name)
+            installed = version(dist.get(name, name))
         except PackageNotFoundError:
-            pass
+            continue
+        if installed != v and not installed.startswith(v + "."):  # cv2 says 4.13.0 for the wheel 4.13.0.92
+            out.append(name)
     return out
 
 
-def setup(requirements: Path | str = "requirements.txt", install_in_colab: bool = True) -> dict:
-    """On Colab, pip-install the pinned requirements (once); everywhere, report TensorFlow, Model Garden and devices.
-    If the install replaced a package the kernel had already loaded (Colab preloads some), it stops with the one
-    thing to do: restart the session and run all again (the install is kept)."""
+def setup(requirements: Path | str = "requirements-colab.txt", install_in_colab: bool = True) -> dict:
+    """On Colab, pip-install what its runtime lacks (``requirements-colab.txt``: Model Garden and LiteRT, pinned as in
+    requirements.txt; Colab's own NumPy, pandas, OpenCV and Jupyter are kept); everywhere, report TensorFlow and the
+    devices. If the install still replaced a package the kernel had already loaded (a Colab image older than the pins),
+    it stops with the one thing to do: restart the session and run all again (the install is kept)."""
     info = {"colab": in_colab()}
-    if info["colab"] and install_in_colab and Path(requirements).is_file():
+    if info["colab"] and install_in_colab:
+        if not Path(requirements).is_file():
+            raise FileNotFoundError(f"{requirements}: not found; run the set-up cell from the repository's root folder")
         loaded = {m: getattr(sys.modules[m], "__version__", "") for m in WATCHED_MODULES if m in sys.modules}
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], check=True)

@@ -126,3 +126,57 @@ def test_stale_modules_after_an_install_are_named():
 
     assert stale_modules({"numpy": numpy.__version__}) == []  # what is loaded is what is installed
     assert stale_modules({"numpy": "1.0.0", "no_such_module_xyz": "1"}) == ["numpy"]
+    import cv2
+
+    assert stale_modules({"cv2": cv2.__version__}) == []  # "5.0.0" loaded from the wheel "5.0.0.93": the same
+    assert stale_modules({"cv2": "4.13.0"}) == ["cv2"]
+
+
+def pins(path) -> dict[str, str]:
+    """name -> version of the ``name==version`` lines of a requirements file (names normalized as pip does)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            out[name.strip().lower().replace("_", "-")] = version.strip()
+    return out
+
+
+# What Colab's runtime ships and pins itself (google-colab requires exact pandas, ipykernel, ...): replacing one under
+# the running kernel forces a restart, and a newer ipykernel / jupyter_client can break Colab's own front-end bridge.
+COLAB_SHIPS = {"numpy", "pandas", "matplotlib", "opencv-python", "opencv-python-headless", "ipykernel", "ipython",
+               "jupyter-client", "tornado", "traitlets", "pycocotools", "pillow", "scipy", "protobuf", "tensorflow"}
+
+
+def test_colab_requirements_add_only_what_colab_lacks_with_the_tested_pins():
+    from conftest import ROOT
+
+    colab, full = pins(ROOT / "requirements-colab.txt"), pins(ROOT / "requirements.txt")
+    assert {"tf-models-official", "ai-edge-litert"} <= set(colab)
+    assert {n: v for n, v in colab.items() if full.get(n) != v} == {}  # same versions as the tested set-up
+    assert set(colab) & COLAB_SHIPS == set()
+
+
+def test_setup_on_colab_installs_the_colab_requirements_and_asks_for_a_restart_only_when_needed(monkeypatch, tmp_path):
+    from conftest import ROOT
+
+    from mask_od import notebook
+
+    calls, real_run = [], subprocess.run
+
+    def fake_run(cmd, *a, **kw):  # record pip, let anything else (TensorFlow's own probes) run
+        return calls.append(cmd) if cmd[1:3] == ["-m", "pip"] else real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(notebook, "in_colab", lambda: True)
+    monkeypatch.setattr(notebook.subprocess, "run", fake_run)
+    info = notebook.setup(ROOT / "requirements-colab.txt")
+    assert info["colab"] and info["tensorflow"]
+    assert calls[0][-2:] == ["-r", str(ROOT / "requirements-colab.txt")] and calls[1][-2:] == ["-e", "."]
+
+    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+        notebook.setup(tmp_path / "nothere.txt")
+    monkeypatch.setattr(notebook, "stale_modules", lambda loaded: ["numpy"])
+    with pytest.raises(RuntimeError, match="replaced numpy.*Restart session"):
+        notebook.setup(ROOT / "requirements-colab.txt")
+    assert notebook.setup(ROOT / "requirements-colab.txt", install_in_colab=False)["colab"]  # no install, no check
