@@ -72,7 +72,7 @@ def build_env(d: Path, python: str, reuse: bool, preload: list[str]) -> Path:
     kernel.mkdir(parents=True, exist_ok=True)
     (kernel / "kernel.json").write_text(json.dumps({
         "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.exec_lines=['import google.colab']"],
+                 "--IPKernelApp.exec_lines=import google.colab"],
         "display_name": "Colab-like", "language": "python",
         "env": {"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}}))
     return py
@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path("/tmp/colab_sim"))
     ap.add_argument("--python", default=shutil.which("python3.12") or "python3.12")
+    ap.add_argument("--repo", type=Path, default=ROOT, help="the repository to clone (its committed HEAD)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing Colab-like venv (its earlier installs too)")
     ap.add_argument("--preload", default="numpy,pandas,matplotlib", help="modules the kernel has loaded at start")
     ap.add_argument("--param", nargs="*", default=[], help="notebook parameters NAME=VALUE")
@@ -106,8 +107,8 @@ def main(argv=None) -> int:
     content = d / "content"
     shutil.rmtree(content, ignore_errors=True)
     content.mkdir(parents=True)
-    shutil.copy(ROOT / "Mask_detection.ipynb", content)  # the notebook uploaded alone
-    params = {"REPO_URL": str(ROOT), "HEADLESS": False, "WORKSPACE": "workspace"}
+    shutil.copy(args.repo / "Mask_detection.ipynb", content)  # the notebook uploaded alone
+    params = {"REPO_URL": str(args.repo.resolve()), "HEADLESS": False, "WORKSPACE": "workspace"}
     if WEIGHTS.is_file():  # Colab downloads the ImageNet weights; this machine has no internet
         params["PRETRAINED"] = str(WEIGHTS)
     params.update({k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)})
