@@ -53,6 +53,14 @@ def freeze(py: Path) -> dict[str, str]:
     return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out)}
 
 
+def python312() -> str:
+    """A Python 3.12 that runs (Colab's version): on PATH, or a pyenv install (its shim fails when 3.12 is not global)."""
+    for c in [shutil.which("python3.12"), *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python"))]:
+        if c and subprocess.run([str(c), "--version"], capture_output=True).returncode == 0:
+            return str(c)
+    raise SystemExit("no Python 3.12 found (Colab's version): pass --python")
+
+
 def build_env(d: Path, python: str, reuse: bool, preload: list[str]) -> Path:
     venv, py = d / "venv", d / "venv" / "bin" / "python"
     if not (reuse and (venv / ".pins-installed").is_file()):
@@ -94,7 +102,7 @@ def run_notebook(content: Path, params: dict, out: Path, jupyter_dir: Path) -> s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path("/tmp/colab_sim"))
-    ap.add_argument("--python", default=shutil.which("python3.12") or "python3.12")
+    ap.add_argument("--python", default=None, help="Python 3.12 to build the venv with (default: found)")
     ap.add_argument("--repo", type=Path, default=ROOT, help="the repository to clone (its committed HEAD)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing Colab-like venv (its earlier installs too)")
     ap.add_argument("--preload", default="numpy,pandas,matplotlib", help="modules the kernel has loaded at start")
@@ -103,7 +111,7 @@ def main(argv=None) -> int:
     import yaml
 
     d = args.dir.resolve()
-    py = build_env(d, args.python, args.reuse, [m for m in args.preload.split(",") if m])
+    py = build_env(d, args.python or python312(), args.reuse, [m for m in args.preload.split(",") if m])
     content = d / "content"
     shutil.rmtree(content, ignore_errors=True)
     content.mkdir(parents=True)
