@@ -139,7 +139,6 @@ def main(argv=None) -> int:
     report = {"runs": runs, "minutes": round((time.perf_counter() - t0) / 60, 1), "changed_packages": changed,
               "cell_errors": sum(o.get("output_type") == "error" for o in outputs),
               "inline_images": sum("image/png" in o.get("data", {}) for o in outputs),
-              "html_outputs": sum("text/html" in o.get("data", {}) for o in outputs),
               "lines": [l for l in text.splitlines() if "mAP@0.5" in l or "running on Google Colab" in l or "FPS" in l]}
     (d / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

@@ -25,7 +25,8 @@ def describe_source(source: Source) -> str:
 def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
     import cv2
 
-    if isinstance(source, str) and "://" in source:  # FFmpeg would wait on a silent server for minutes, or forever
+    stream = isinstance(source, str) and "://" in source
+    if stream:  # FFmpeg would wait on a silent server for minutes, or forever
         ms = int(timeout_s * 1000)
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
     else:
@@ -37,7 +38,7 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
                 f"camera {source} could not be opened: no camera at that index, or it is busy. On Colab use the "
                 "browser webcam cell; elsewhere try another index or pass a video file."
             )
-        if "://" in str(source):
+        if stream:
             raise SourceError(f"{source}: the stream could not be opened within {timeout_s:g} s (wrong URL, server down "
                               "or unreachable, or a codec FFmpeg lacks)")
         raise SourceError(f"{source}: could not be opened as a video (missing file or unsupported codec)")
