@@ -1,12 +1,11 @@
-"""Shared by the benchmarks: repo on the path, ../shared location, a results folder (git-ignored)."""
+"""Shared by the benchmarks: TensorFlow's C++ logs quieted, ../shared location, a results folder (git-ignored)."""
 
-import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 FACE_MASK = SHARED / "data" / "face-mask"
 VIDEO = SHARED / "data" / "video" / "street-masks.mp4"

@@ -16,7 +16,6 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from _common import RESULTS  # noqa: E402
 
 VARIANTS = ("saved_model", "float32", "float16", "int8")
@@ -67,7 +66,7 @@ def main() -> None:
 
         def end_to_end(d):
             k = iter(range(10**9))
-            return lambda: d.detect(images[next(k) % len(images)])
+            return lambda: d.predict(images[next(k) % len(images)])
 
         e2e = interleaved_medians_ms({v: end_to_end(d) for v, d in dets.items()}, a.runs, a.rounds)
         row = {}

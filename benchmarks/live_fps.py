@@ -8,7 +8,6 @@ import json
 import time
 
 import numpy as np
-
 from _common import RESULTS, VIDEO, need
 
 
@@ -24,7 +23,7 @@ def main() -> None:
     out = {}
     for v in a.variants:
         det = Detector(f"{a.export_dir}/{v}", score_threshold=0.5, num_threads=2)
-        det.detect(np.zeros((768, 1366, 3), np.uint8))  # warm-up
+        det.predict(np.zeros((768, 1366, 3), np.uint8))  # warm-up
         s = run_live(det, VIDEO, display="none", output_video=RESULTS / f"live_{v.split('.')[0]}.mp4",
                      log_path=RESULTS / f"live_{v.split('.')[0]}.jsonl", overwrite=True, print_every_s=0)
         model_ms = None

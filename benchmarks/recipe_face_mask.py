@@ -1,8 +1,9 @@
-"""Train on 80% of ../shared/data/face-mask with recipe_face_mask.yaml and score on the other 20%.
+"""Train on 80% of ../shared/data/face-mask with recipe_face_mask.yaml, score on the other 20%, export and score every file.
 
-python benchmarks/recipe_face_mask.py [--out NAME] [key=value ...]   (overrides of the recipe, e.g. steps=200)
-Writes benchmarks/results/NAME/ (default face_mask; a run already there is resumed): the workspace (records), the run (checkpoints, TensorBoard, eval plots),
-training_curves.png and summary.json (mAP against minutes, per-class AP, the best checkpoint also run at 640)."""
+python benchmarks/recipe_face_mask.py [--out NAME] [--export_sizes 640 320] [key=value ...]  (overrides, e.g. time_budget_min=10)
+Writes benchmarks/results/NAME/ (default face_mask; a run already there is resumed): the workspace (records), the run
+(checkpoints, TensorBoard, eval plots), exports per size, training_curves.png and summary.json: mAP@0.5 per class against
+minutes during training, and per class for the SavedModel and each TFLite file of each export on all val images."""
 
 import json
 import sys
@@ -17,36 +18,45 @@ def main(argv) -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="face_mask", help="folder under benchmarks/results/")
+    p.add_argument("--export_sizes", type=int, nargs="*", default=None, help="export sizes (default: the run's size)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of recipe_face_mask.yaml")
     a = p.parse_args(argv)
     from mask_od.config import build_config, parse_key_values
-    from mask_od.dataset import prepare_dataset
-    from mask_od.evaluate import format_metrics
     from mask_od.evaluate_plots import plot_training_curves
-    from mask_od.train import evaluate_model, load_trained_model, train
+    from mask_od.export import export_model
+    from mask_od.prepare import prepare_dataset
+    from mask_od.train import train
 
     need(FACE_MASK)
     out = RESULTS / a.out
     data = prepare_dataset(FACE_MASK / "annotations", out / "workspace", FACE_MASK / "images", test_ratio=0.2, seed=0,
                            overwrite=True, progress=False)
-    print("split:", data.report["split"])
+    print("split:", data.report["split"], flush=True)
     config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=data.train_records,
                           val_records=data.test_records, label_map=str(data.label_map), output_dir=str(out / "run"),
                           pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **parse_key_values(a.overrides))
     t0 = time.perf_counter()
     result = train(config)
     minutes = (time.perf_counter() - t0) / 60
-    summary = {"train_minutes": round(minutes, 1), "steps": result.step, "images_per_second_end": round(result.images_per_second, 2),
-               "history": result.history, "best_checkpoint": result.best_checkpoint}
-    for size in sorted({config.image_size, 640}):
-        model, cfg, lm = load_trained_model(config.output_dir, image_size=size)
-        m = evaluate_model(model, cfg, lm, data.test_records, out_dir=out / "run" / f"eval_best_{size}")
-        summary[f"best_at_{size}"] = {k: m[k] for k in ("mAP", "mAP50", "mAP75", "AR100")} | {
-            "AP50_per_class": {k: v["AP50"] for k, v in m["per_class"].items()}}
-        print(f"best checkpoint at {size}px:", format_metrics(m))
+    plan = json.loads((out / "run" / "plan.json").read_text())
+    summary = {"train_minutes_this_session": round(minutes, 2), "plan": plan, "steps": result.step,
+               "best_checkpoint": result.best_checkpoint, "best_mAP50_during_training": result.best_map50,
+               "curve": [{"minutes": h["minutes"], "step": h["step"], "mAP50": h["mAP50"], **h["per_class_AP50"]} for h in result.history]}
+    val_images = data.report["split"]["test"]
+    for size in a.export_sizes or [config.image_size]:
+        t1 = time.perf_counter()
+        rep = export_model(config.output_dir, out / f"export_{size}", check_records=data.test_records, num_check=val_images,
+                           overwrite=True, image_size=size)
+        check = rep["check"]
+        summary[f"export_{size}"] = {"export_minutes": round((time.perf_counter() - t1) / 60, 2), "images": check["images"]} | {
+            k: {"mAP50": v["mAP50"], "AP50_per_class": v["AP50_per_class"], **({"agreement": v["agreement"]} if "agreement" in v else {})}
+            for k, v in check.items() if isinstance(v, dict)}
+        for k, v in summary[f"export_{size}"].items():
+            if isinstance(v, dict):
+                print(f"{size}px {k:12s} mAP@0.5 {v['mAP50']:.3f}  " + "  ".join(f"{n} {x:.3f}" for n, x in v["AP50_per_class"].items() if x is not None), flush=True)
     plot_training_curves(config.output_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("curve", "plan")}, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ from _common import FACE_MASK, need
 
 
 def main() -> None:
+    import tensorflow  # noqa: F401 - imported before timing: its start-up is not conversion work
+
     from mask_od.annotations import parse_voc_dir
     from mask_od.label_map import DEFAULT_CLASSES
     from mask_od.tfrecord import count_records, write_tfrecords
-
-    import tensorflow  # noqa: F401 - imported before timing: its start-up is not conversion work
 
     need(FACE_MASK)
     tmp = tempfile.mkdtemp()

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from mask_od.errors import MaskODError
 from mask_od.fileio import write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 CSV_COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
 
 
-class AnnotationError(ValueError):
+class AnnotationError(MaskODError, ValueError):
     """A VOC annotation or its image is unusable; the message names the file and the problem."""
 
 
@@ -137,9 +139,68 @@ def _number(xml_path: Path, obj, tag: str, index: int) -> float:
     if value is None:
         raise AnnotationError(f"{xml_path}: object #{index}: <bndbox> has no <{tag}>")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise AnnotationError(f"{xml_path}: object #{index}: <{tag}> is {value!r}, not a number") from None
+    if not math.isfinite(number):
+        raise AnnotationError(f"{xml_path}: object #{index}: <{tag}> is {value!r}, not a finite number")
+    return number
+
+
+_FLAGS = {"0": 0, "1": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
+
+
+def _flag(xml_path: Path, obj, tag: str, index: int) -> int:
+    """``<difficult>`` / ``<truncated>``: 0 or 1 as LabelImg writes them (true/false and yes/no accepted)."""
+    value = _text(obj, tag)
+    if value is None or value == "":
+        return 0
+    if value.lower() not in _FLAGS:
+        raise AnnotationError(f"{xml_path}: object #{index}: <{tag}> is {value!r}; expected 0 or 1")
+    return _FLAGS[value.lower()]
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag of JPEG bytes (1 = as stored; 0 when there is none or it cannot be read)."""
+    import io
+
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(0x0112, 0) or 0)
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block is the same as none
+        return 0
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    from mask_od.errors import DataWarning
+
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def check_image_agrees(xml_path: Path, root, image_path: Path, data: bytes, width: int, height: int) -> list[str]:
+    """Warnings (also issued as :class:`DataWarning`) when ``<size>`` disagrees with the decoded image, or the image
+    carries an EXIF rotation. The rule everywhere in mask_od: pixels as stored, EXIF ignored (as LabelImg shows them
+    and TensorFlow decodes them for training), so boxes keep the meaning LabelImg gave them."""
+    out = []
+    w, h = _text(root, "size/width"), _text(root, "size/height")
+    try:
+        sw, sh = int(float(w)), int(float(h))
+    except (TypeError, ValueError):
+        sw = sh = None
+    if sw and sh and (sw, sh) != (width, height):
+        out.append(f"{xml_path}: <size> says {sw}x{sh} but {image_path.name} is {width}x{height}; the boxes are read "
+                   "in the image's pixels (was the image resized or replaced after labelling?)")
+    orientation = exif_orientation(data) if image_path.suffix.lower() in (".jpg", ".jpeg") else 0
+    if orientation > 1:
+        out.append(f"{image_path}: EXIF orientation {orientation} (photo viewers show it rotated or flipped); mask_od "
+                   "uses the pixels as stored, as LabelImg does: boxes drawn in a viewer that rotates it land elsewhere")
+    for m in out:
+        _warn(m)
+    return out
 
 
 def load_voc_example(
@@ -154,8 +215,13 @@ def load_voc_example(
     xml_path = Path(xml_path)
     root = _parse_xml_root(xml_path)
     image_path = _find_image(xml_path, _text(root, "filename"), Path(image_dir) if image_dir else None)
-    image = read_image_rgb(image_path)
+    try:
+        data = image_path.read_bytes()
+    except OSError as e:
+        raise AnnotationError(f"{image_path}: cannot read image ({e})") from None
+    image = decode_image_rgb(data, image_path)
     height, width = image.shape[:2]
+    check_image_agrees(xml_path, root, image_path, data, width, height)
     names, boxes, difficult, truncated, clipped = [], [], [], [], 0
     for i, obj in enumerate(root.findall("object")):
         name = _text(obj, "name")
@@ -183,8 +249,8 @@ def load_voc_example(
                 raise AnnotationError(f"{xml_path}: object #{i} ({name}): box is empty once clipped to the image")
         names.append(name)
         boxes.append((x0, y0, x1, y1))
-        difficult.append(int(_text(obj, "difficult") or 0))
-        truncated.append(int(_text(obj, "truncated") or 0))
+        difficult.append(_flag(xml_path, obj, "difficult", i))
+        truncated.append(_flag(xml_path, obj, "truncated", i))
     ann = Annotation(
         xml_path=xml_path,
         image_path=image_path,

@@ -7,12 +7,15 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from mask_od.errors import MaskODError
+
 DEFAULTS_PATH = Path(__file__).with_name("default.yaml")
 BACKBONES = ("mobilenet_v2_fpnlite", "resnet50_fpn")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PATH_KEYS = ("train_records", "val_records", "label_map", "pretrained", "init_checkpoint", "output_dir")
 
 
-class ConfigError(ValueError):
+class ConfigError(MaskODError, ValueError):
     """A config key is unknown or a value has the wrong type or range."""
 
 
@@ -34,6 +37,8 @@ class Config:
     class_agnostic_nms: bool
     batch_size: int
     steps: int
+    time_budget_min: float
+    stages: str
     learning_rate: float
     warmup_steps: int
     weight_decay: float
@@ -139,6 +144,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
     for k in ("warmup_steps", "eval_every"):
         need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}")
     need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
+    need(c["time_budget_min"] >= 0, f"time_budget_min must be >= 0 (0 = use steps), got {c['time_budget_min']}")
     need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}")
     need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
     need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
@@ -163,7 +169,14 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
             p = Path(s)
             if not p.is_file():
                 raise ConfigError(f"{p}: config file not found")
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            try:
+                data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as e:
+                where = getattr(e, "problem_mark", None)
+                line = f" line {where.line + 1}" if where is not None else ""
+                raise ConfigError(f"{p}:{line} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{p}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{p}: a config file must be a mapping of key: value")
             layers.append((str(p), data))
@@ -178,6 +191,22 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
                 raise ConfigError(f"{where}: unknown config key {k!r}{hint}; known keys are in {DEFAULTS_PATH}")
             values[k] = _coerce(k, v, defaults[k])
     _check_ranges(values)
+    for k in PATH_KEYS:  # relative to the working directory of the build, saved absolute: runs work from any folder
+        if values[k] and not (k == "pretrained" and values[k].lower() in ("imagenet", "none", "null")):
+            values[k] = str(Path(values[k]).expanduser().absolute())
+    if values["stages"].strip():
+        from mask_od.schedule import parse_stages
+
+        try:
+            stages = parse_stages(values["stages"], values["image_size"], values["learning_rate"])
+        except ValueError as e:
+            raise ConfigError(f"config key 'stages': {e}") from None
+        final = stages[-1].image_size
+        explicit = any("image_size" in layer for _, layer in layers)
+        if explicit and values["image_size"] != final:
+            raise ConfigError(f"image_size={values['image_size']} but the last stage of stages={values['stages']!r} is "
+                              f"{final}: the run's image_size is its last stage's size; drop image_size or make them equal")
+        values["image_size"] = final
     return Config(**values)
 
 

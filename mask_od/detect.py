@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
+from mask_od.detections import LIVE, Detections
+from mask_od.errors import MaskODError
 from mask_od.label_map import read_label_map
 from mask_od.plots import draw_boxes_rgb
-
-
-@dataclasses.dataclass
-class Detections:
-    """Detections of one image: ``boxes`` float32 ``[N, 4]`` normalized (ymin, xmin, ymax, xmax), ``classes`` int
-    ``[N]`` label-map ids, ``scores`` float32 ``[N]`` (descending), ``names`` the class names."""
-
-    boxes: np.ndarray
-    classes: np.ndarray
-    scores: np.ndarray
-    names: list[str]
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for n in self.names:
-            out[n] = out.get(n, 0) + 1
-        return out
 
 
 def letterbox_rgb(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
@@ -46,29 +27,54 @@ def letterbox_rgb(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return canvas, scale
 
 
+class ModelError(MaskODError, FileNotFoundError):
+    """The model path is missing, not an exported model, or cannot be loaded; the message says which and why."""
+
+
+def resolve_model_path(path: Path | str) -> Path:
+    """An exported model: a ``.tflite`` file or a SavedModel folder; an export folder (``saved_model/`` inside) is
+    taken as its SavedModel. Raises :class:`ModelError` naming what was found instead."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no exported model here (make one with scripts/export.py)")
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file():
+            return p
+        if (p / "saved_model" / "saved_model.pb").is_file():
+            return p / "saved_model"
+        tfl = sorted(p.glob("*.tflite"))
+        raise ModelError(f"{p}: a folder without saved_model.pb" + (f"; did you mean {tfl[0]}?" if tfl else "")
+                         + " (pass an export's saved_model/ folder or a .tflite file)")
+    if p.suffix != ".tflite":
+        raise ModelError(f"{p}: not a .tflite file or a SavedModel folder")
+    return p
+
+
 class Detector:
     """Loads ``saved_model/`` (a folder) or ``*.tflite`` (a file). The label map is taken from ``label_map`` or found
-    beside the model. ``detect(rgb)`` returns :class:`Detections` above ``score_threshold`` (at most ``max_boxes``)."""
+    beside the model. ``predict(rgb)`` returns :class:`Detections` at or above ``score_threshold`` (the live view's
+    :data:`~mask_od.detections.LIVE` by default), at most ``max_detections``."""
 
     def __init__(self, path: Path | str, label_map: Mapping[int, str] | Path | str | None = None,
-                 score_threshold: float = 0.5, max_boxes: int = 100, num_threads: int = 2):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no exported model here (make one with scripts/export.py)")
+                 score_threshold: float = LIVE, max_detections: int = 100, num_threads: int = 2):
+        self.path = resolve_model_path(path)
         if label_map is None:
             cand = [self.path / "label_map.pbtxt", self.path.parent / "label_map.pbtxt"]
             found = next((c for c in cand if c.is_file()), None)
             if found is None:
-                raise FileNotFoundError(f"{self.path}: no label_map.pbtxt beside the model; pass label_map=")
+                raise ModelError(f"{self.path}: no label_map.pbtxt beside the model; pass label_map=")
             label_map = found
         self.label_map = read_label_map(label_map) if isinstance(label_map, (str, Path)) else dict(label_map)
-        self.score_threshold, self.max_boxes = score_threshold, max_boxes
+        self.score_threshold, self.max_detections = score_threshold, max_detections
         self.kind = "tflite" if self.path.suffix == ".tflite" else "saved_model"
         if self.kind == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
-            self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self._interp.allocate_tensors()
+            try:
+                self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
+                self._interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise ModelError(f"{self.path}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})") from None
             self._in = self._interp.get_input_details()[0]
             # outputs in the function's order: boxes, classes, scores, count ("StatefulPartitionedCall:0..3")
             self._out = sorted(self._interp.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
@@ -81,7 +87,11 @@ class Detector:
                 tf.config.threading.set_intra_op_parallelism_threads(num_threads)
             except RuntimeError:
                 pass
-            self._fn = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+            try:
+                self._fn = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+            except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+                raise ModelError(f"{self.path}: not a loadable SavedModel with a serving_default signature "
+                                 f"({str(e).splitlines()[0][:200]})") from None
             self.input_size = None
 
     def _tflite_input(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -105,7 +115,7 @@ class Detector:
         square = tf.constant(np.ascontiguousarray(letterbox_rgb(rgb, size)[0].astype(np.uint8))[None])
         return lambda: self._fn(input_tensor=square)
 
-    def _predict_tflite(self, rgb: np.ndarray) -> dict:
+    def _predict_tflite(self, rgb: np.ndarray) -> Detections:
         size = self.input_size
         x, scale = self._tflite_input(rgb)
         self._interp.set_tensor(self._in["index"], x)
@@ -115,27 +125,21 @@ class Detector:
         h, w = rgb.shape[:2]
         f = np.array([size / (scale * h), size / (scale * w)] * 2, np.float32)
         boxes = np.clip(boxes[:n] * f, 0, 1)
-        return {"boxes": boxes.astype(np.float32), "classes": classes[:n].astype(np.int64) + 1, "scores": scores[:n].astype(np.float32)}
+        return Detections.from_arrays(boxes, classes[:n].astype(np.int64) + 1, scores[:n], self.label_map)
 
-    def predict(self, rgb: np.ndarray) -> dict:
-        """Raw detections of uint8 RGB ``[H, W, 3]``: dict of boxes (normalized yxyx), classes (label ids), scores,
-        filtered by ``score_threshold`` and ``max_boxes``."""
+    def predict(self, rgb: np.ndarray) -> Detections:
+        """Detections of uint8 RGB ``[H, W, 3]``, best first: at or above ``score_threshold``, at most
+        ``max_detections``, with the class names of the label map."""
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected a uint8 [H, W, 3] RGB image, got {rgb.dtype} {rgb.shape}")
         if self.kind == "tflite":
-            p = self._predict_tflite(rgb)
+            det = self._predict_tflite(rgb)
         else:
-            from mask_od.inference import detections_to_numpy
+            from mask_od.inference import detections_from_outputs
 
-            p = detections_to_numpy(self._fn(input_tensor=rgb[None]))
-        order = np.argsort(-p["scores"], kind="stable")
-        keep = order[p["scores"][order] >= self.score_threshold][: self.max_boxes]
-        return {k: v[keep] for k, v in p.items()}
-
-    def detect(self, rgb: np.ndarray) -> Detections:
-        p = self.predict(rgb)
-        return Detections(p["boxes"], p["classes"], p["scores"], [self.label_map.get(int(c), str(int(c))) for c in p["classes"]])
+            det = detections_from_outputs(self._fn(input_tensor=rgb[None]), self.label_map)
+        return det.above(self.score_threshold, self.max_detections)
 
 
 def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:

@@ -7,28 +7,30 @@ import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from mask_od.boxes import box_iou_yxyx
+from mask_od.detections import CONFUSION, Detections
 
-PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]  # uint8 RGB [H, W, 3] -> boxes/classes/scores
+if TYPE_CHECKING:
+    from mask_od.config import Config
+
+PredictFn = Callable[[np.ndarray], Detections]  # uint8 RGB [H, W, 3] -> detections (or a dict with their three arrays)
 COCO_NAMES = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
 
 
 @dataclasses.dataclass
 class Sample:
-    """One evaluated image: ground truth and predictions, boxes normalized yxyx, classes label-map ids."""
+    """One evaluated image: ground truth (boxes normalized yxyx, label-map ids) and the model's detections."""
 
     image_id: int
     width: int
     height: int
     gt_boxes: np.ndarray
     gt_classes: np.ndarray
-    boxes: np.ndarray
-    classes: np.ndarray
-    scores: np.ndarray
+    detections: Detections
     name: str = ""
     image: np.ndarray | None = None  # kept for the first few samples, for the prediction grid
 
@@ -50,7 +52,7 @@ def coco_metrics(samples: Sequence[Sample], label_map: Mapping[int, str]) -> dic
         for box, c in zip(_to_coco_xywh(s.gt_boxes, s.width, s.height), s.gt_classes):
             anns.append({"id": len(anns) + 1, "image_id": s.image_id, "category_id": int(c), "bbox": box.tolist(),
                          "area": float(box[2] * box[3]), "iscrowd": 0})
-        for box, c, sc in zip(_to_coco_xywh(s.boxes, s.width, s.height), s.classes, s.scores):
+        for box, c, sc in zip(_to_coco_xywh(s.detections.boxes, s.width, s.height), s.detections.classes, s.detections.scores):
             dets.append({"image_id": s.image_id, "category_id": int(c), "bbox": box.tolist(), "score": float(sc)})
     gt = COCO()
     gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": i, "name": n} for i, n in label_map.items()]}
@@ -92,13 +94,13 @@ def coco_metrics(samples: Sequence[Sample], label_map: Mapping[int, str]) -> dic
 def match_detections(s: Sample, iou_threshold: float = 0.5) -> np.ndarray:
     """Per detection (in ``s``'s order): True where it matches a same-class ground truth at IoU >= threshold, greedy
     by descending score, each ground truth used once (the COCO rule)."""
-    tp = np.zeros(len(s.scores), bool)
-    if len(s.scores) == 0 or len(s.gt_classes) == 0:
+    tp = np.zeros(len(s.detections.scores), bool)
+    if len(s.detections.scores) == 0 or len(s.gt_classes) == 0:
         return tp
-    iou = box_iou_yxyx(s.boxes, s.gt_boxes)
+    iou = box_iou_yxyx(s.detections.boxes, s.gt_boxes)
     used = np.zeros(len(s.gt_classes), bool)
-    for d in np.argsort(-s.scores, kind="stable"):
-        cand = np.where((s.gt_classes == s.classes[d]) & ~used & (iou[d] >= iou_threshold))[0]
+    for d in np.argsort(-s.detections.scores, kind="stable"):
+        cand = np.where((s.gt_classes == s.detections.classes[d]) & ~used & (iou[d] >= iou_threshold))[0]
         if len(cand):
             g = cand[np.argmax(iou[d, cand])]
             used[g] = tp[d] = True
@@ -112,8 +114,8 @@ def f1_curves(samples: Sequence[Sample], label_map: Mapping[int, str], iou_thres
     out = {"thresholds": thr.tolist(), "classes": {}}
     for cid, name in label_map.items():
         n_gt = sum(int((s.gt_classes == cid).sum()) for s in samples)
-        sc = np.concatenate([s.scores[s.classes == cid] for s in samples] or [np.zeros(0)])
-        tp = np.concatenate([t[s.classes == cid] for s, t in zip(samples, tps)] or [np.zeros(0, bool)])
+        sc = np.concatenate([s.detections.scores[s.detections.classes == cid] for s in samples] or [np.zeros(0)])
+        tp = np.concatenate([t[s.detections.classes == cid] for s, t in zip(samples, tps)] or [np.zeros(0, bool)])
         n_det = np.array([(sc >= t).sum() for t in thr])
         n_tp = np.array([tp[sc >= t].sum() for t in thr])
         p = np.where(n_det > 0, n_tp / np.maximum(n_det, 1), 1.0)
@@ -124,7 +126,7 @@ def f1_curves(samples: Sequence[Sample], label_map: Mapping[int, str], iou_thres
 
 
 def confusion_matrix(
-    samples: Sequence[Sample], label_map: Mapping[int, str], score_threshold: float = 0.25, iou_threshold: float = 0.5
+    samples: Sequence[Sample], label_map: Mapping[int, str], score_threshold: float = CONFUSION, iou_threshold: float = 0.5
 ) -> np.ndarray:
     """``[K+1, K+1]`` counts, rows = true class, columns = predicted class, index K = background (missed ground truth
     in the last column, false detections in the last row). Matching ignores class, greedy by IoU."""
@@ -133,8 +135,8 @@ def confusion_matrix(
     idx = {c: i for i, c in enumerate(ids)}
     cm = np.zeros((k + 1, k + 1), np.int64)
     for s in samples:
-        keep = s.scores >= score_threshold
-        boxes, classes = s.boxes[keep], s.classes[keep]
+        keep = s.detections.scores >= score_threshold
+        boxes, classes = s.detections.boxes[keep], s.detections.classes[keep]
         iou = box_iou_yxyx(s.gt_boxes, boxes) if len(boxes) and len(s.gt_boxes) else np.zeros((len(s.gt_boxes), len(boxes)))
         gt_used, det_used = np.zeros(len(s.gt_boxes), bool), np.zeros(len(boxes), bool)
         for flat in np.argsort(-iou, axis=None, kind="stable"):
@@ -165,15 +167,16 @@ def collect_samples(
         it = tqdm(examples, desc="evaluate", unit="img")
     for i, (img, gb, gc, name) in enumerate(it):
         p = predict(img)
+        if not isinstance(p, Detections):  # a user's predict function may return a dict of boxes, classes and scores
+            p = Detections.from_arrays(p["boxes"], p["classes"], p["scores"])
         out.append(Sample(i + 1, img.shape[1], img.shape[0], np.asarray(gb, np.float32).reshape(-1, 4),
-                          np.asarray(gc, np.int64), np.asarray(p["boxes"]).reshape(-1, 4), np.asarray(p["classes"], np.int64),
-                          np.asarray(p["scores"], np.float32), name, img if i < keep_images else None))
+                          np.asarray(gc, np.int64), p, name, img if i < keep_images else None))
     return out
 
 
 def examples_from_records(records, limit: int | None = None):
     """(image, gt boxes, gt classes, name) from TFRecords (decoded with Model Garden's TfExampleDecoder)."""
-    from mask_od.data import iter_decoded
+    from mask_od.input_pipeline import iter_decoded
 
     ds = iter_decoded(records)
     if limit:
@@ -195,7 +198,7 @@ def examples_from_voc(xml_dir, label_map: Mapping[int, str], image_dir=None, lim
         yield img, voc_xyxy_to_norm_yxyx(ann.boxes_xyxy, ann.width, ann.height), np.array([ids[n] for n in ann.names]), ann.image_path.name
 
 
-def summarize(samples: Sequence[Sample], label_map: Mapping[int, str], score_threshold: float = 0.25) -> dict:
+def summarize(samples: Sequence[Sample], label_map: Mapping[int, str], score_threshold: float = CONFUSION) -> dict:
     """All metrics of a set of samples as one JSON-friendly dict."""
     m = coco_metrics(samples, label_map)
     m["f1"] = f1_curves(samples, label_map)
@@ -212,7 +215,7 @@ def evaluate(
     label_map: Mapping[int, str],
     out_dir: Path | str | None = None,
     plots: bool = True,
-    score_threshold: float = 0.25,
+    score_threshold: float = CONFUSION,
     progress: bool = True,
 ) -> dict:
     """Evaluate a predictor; with ``out_dir`` write ``metrics.json`` and the PNG plots there. Returns the metrics
@@ -236,3 +239,12 @@ def format_metrics(m: Mapping) -> str:
     head = f"mAP@[.5:.95] {m['mAP']:.3f}  mAP@0.5 {m['mAP50']:.3f}  mAP@0.75 {m['mAP75']:.3f}  AR@100 {m['AR100']:.3f}"
     per = "  ".join(f"{n}: {v['AP50']:.3f}" for n, v in m["per_class"].items() if v.get("AP50") is not None)
     return head + ("\nAP@0.5 per class  " + per if per else "")
+
+
+def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False) -> dict:
+    """COCO metrics of an in-memory model on TFRecords, through the same serving function that export saves."""
+    from mask_od.inference import detections_from_outputs, make_detection_module
+
+    module = make_detection_module(model, config)
+    predict = lambda img: detections_from_outputs(module.serve(img[None]), label_map)  # noqa: E731
+    return evaluate(predict, examples_from_records(records, limit), label_map, out_dir=out_dir, progress=progress)

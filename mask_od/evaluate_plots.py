@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from mask_od.detections import SHOWN
 from mask_od.plots import class_color_rgb, draw_boxes_rgb, new_figure, save_figure
 
 
@@ -60,16 +61,16 @@ def plot_all(samples: Sequence, metrics: Mapping, label_map: Mapping[int, str], 
     return paths
 
 
-def _prediction_grid(samples, label_map, n: int = 6, score_threshold: float = 0.3):
+def _prediction_grid(samples, label_map, n: int = 6, score_threshold: float = SHOWN):
     """Ground truth (left) beside predictions (right) for the first ``n`` samples that kept their image."""
     rows = [s for s in samples if s.image is not None][:n]
     fig, ax = new_figure(9, 3.6 * max(1, len(rows)), max(1, len(rows)), 2)
     for r, s in enumerate(rows):
         img = s.image
-        keep = s.scores >= score_threshold
+        keep = s.detections.scores >= score_threshold
         ax[r, 0].imshow(draw_boxes_rgb(img, s.gt_boxes, s.gt_classes, [label_map.get(int(c), "?") for c in s.gt_classes]))
         ax[r, 0].set_title(f"{s.name}: ground truth ({len(s.gt_classes)})", fontsize=9)
-        ax[r, 1].imshow(draw_boxes_rgb(img, s.boxes[keep], s.classes[keep], [label_map.get(int(c), "?") for c in s.classes[keep]], s.scores[keep]))
+        ax[r, 1].imshow(draw_boxes_rgb(img, s.detections.boxes[keep], s.detections.classes[keep], [label_map.get(int(c), "?") for c in s.detections.classes[keep]], s.detections.scores[keep]))
         ax[r, 1].set_title(f"predictions >= {score_threshold} ({int(keep.sum())})", fontsize=9)
     for a in ax.flat:
         a.axis("off")

@@ -4,7 +4,6 @@ each TFLite file checked against the SavedModel before the export directory is p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -13,41 +12,120 @@ from typing import Sequence
 import numpy as np
 
 from mask_od.config import Config
+from mask_od.detections import ALL, SHOWN
+from mask_od.errors import MaskODError
+from mask_od.fileio import remove_path, replace_path, temp_sibling
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
+MAX_MAP50_DROP = 0.01  # a TFLite file may score at most this much mAP@0.5 below the SavedModel of its export
 
 
-class ExportError(RuntimeError):
+class ExportError(MaskODError, RuntimeError):
     """The export cannot be made; the message says which file and why."""
 
 
-def make_tflite_function(model, config: Config):
-    """A concrete function ``float32 [1, S, S, 3]`` RGB pixels (0..255, letterboxed) -> TFLite_Detection_PostProcess
-    outputs (boxes normalized to the S x S input, classes 0-based without background, scores, count). Built from the
-    model's backbone, FPN and head with Model Garden's TFLite post-processing; the background logit is dropped first."""
-    import tensorflow as tf
-    from official.vision.modeling.layers.detection_generator import _generate_detections_tflite
+def tflite_postprocess_config(config: Config) -> dict:
+    """Settings of TFLite's TFLite_Detection_PostProcess op: fast class-agnostic NMS, or regular per-class NMS when
+    ``class_agnostic_nms`` is off (as the SavedModel does; :func:`make_tflite_function` then runs one op per class);
+    anchors normalized to the input."""
+    return {
+        "max_detections": config.max_detections,
+        "max_classes_per_detection": 1,
+        "use_regular_nms": not config.class_agnostic_nms,
+        "detections_per_class": config.max_detections,
+        "nms_score_threshold": config.score_threshold,
+        "nms_iou_threshold": config.nms_iou_threshold,
+        "normalize_anchor_coordinates": True,
+        "input_image_size": (config.image_size, config.image_size),
+    }
 
-    from mask_od.model import anchor_boxes, backbone_features_from_pixels, tflite_postprocess_config
+
+def make_tflite_function(model, config: Config):
+    """A concrete function ``float32 [1, S, S, 3]`` RGB pixels (0..255, letterboxed) -> (boxes ``[1, M, 4]`` normalized
+    yxyx in the S x S input, classes ``[1, M]`` 0-based without background, scores ``[1, M]``, count ``[1]``), the
+    layout of TFLite_Detection_PostProcess. Built from the model's backbone, FPN and head; the background logit is
+    dropped first. Per-class NMS (``class_agnostic_nms: false``) runs one post-processing op per class (see
+    :func:`_per_class_postprocess`); class-agnostic NMS is one op with TFLite's fast NMS."""
+    import tensorflow as tf
+
+    from mask_od.model import anchor_boxes, backbone_features_from_pixels
 
     s = config.image_size
-    anchors = anchor_boxes(config)
+    anchors = _center_size_anchors(anchor_boxes(config), s)
     post_cfg = tflite_postprocess_config(config)
 
     @tf.function(input_signature=[tf.TensorSpec([1, s, s, 3], tf.float32, name="image")])
     def detect(images):
         feats = model.decoder(backbone_features_from_pixels(model, config, images), training=False)
         raw_scores, raw_boxes, _ = model.head(feats, training=False)
-        scores = {}
-        for level, sc in raw_scores.items():
-            h, w = sc.shape[1], sc.shape[2]
+        scores, boxes = [], []
+        for level in sorted(raw_scores, key=int):
             a = raw_boxes[level].shape[-1] // 4
-            c = sc.shape[-1] // a
-            scores[level] = tf.reshape(tf.reshape(sc, [1, h, w, a, c])[..., 1:], [1, h, w, a * (c - 1)])
-        boxes, classes, det_scores, num = _generate_detections_tflite(raw_boxes, scores, anchors, dict(post_cfg))
-        return boxes, classes, det_scores, num
+            c = raw_scores[level].shape[-1] // a
+            scores.append(tf.reshape(raw_scores[level], [1, -1, c])[..., 1:])  # anchors x classes, background dropped
+            boxes.append(tf.reshape(raw_boxes[level], [1, -1, 4]))
+        scores = tf.sigmoid(tf.concat(scores, 1))
+        boxes = tf.concat(boxes, 1)
+        if post_cfg["use_regular_nms"]:
+            return _per_class_postprocess(boxes, scores, anchors, post_cfg)
+        return _postprocess_op(boxes, scores, anchors, post_cfg)
 
     return detect.get_concrete_function()
+
+
+def _center_size_anchors(multilevel_anchors, size: int):
+    """Model Garden's pixel yxyx anchors of all levels -> ``[N, 4]`` (ycenter, xcenter, h, w) normalized to the
+    input, the anchor layout TFLite_Detection_PostProcess takes."""
+    import tensorflow as tf
+
+    a = tf.concat([tf.reshape(multilevel_anchors[k], [-1, 4]) for k in sorted(multilevel_anchors, key=int)], 0)
+    a = tf.stack([(a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2, a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]], axis=-1)
+    return a / float(size)
+
+
+def _postprocess_op(boxes, scores, anchors, post_cfg: dict):
+    """One TFLite_Detection_PostProcess op over box encodings ``[1, N, 4]``, class probabilities ``[1, N, K]`` and
+    anchors ``[N, 4]``: a composite function that the MLIR converter replaces by the op, with the attributes of
+    Model Garden's implements signature. In TensorFlow it returns zeros of the op's output shapes (export only)."""
+    import tensorflow as tf
+    from official.vision.modeling.layers.detection_generator import _generate_detections_tflite_implements_signature
+
+    cfg = dict(post_cfg, num_classes=int(scores.shape[-1]))
+    m = cfg["max_detections"] * cfg["max_classes_per_detection"]
+
+    @tf.function(experimental_implements=_generate_detections_tflite_implements_signature(cfg))
+    def post_processing(input_boxes, input_scores, input_anchors):  # noqa: ARG001 - replaced by the TFLite op
+        return (tf.zeros([1, m, 4], name="boxes"), tf.zeros([1, m], name="classes"),
+                tf.zeros([1, m], name="scores"), tf.zeros([1], name="num_detections"))
+
+    return post_processing(boxes, scores, anchors)
+
+
+def _per_class_postprocess(boxes, scores, anchors, post_cfg: dict):
+    """Per-class NMS as the SavedModel does it, safe on any number of threads: one single-class
+    TFLite_Detection_PostProcess op per class, merged by score (top ``max_detections``).
+
+    Why not one op with ``use_regular_nms``: its multi-threaded path (TFLite 2.20 / LiteRT 2.3 kernel, any
+    ``num_threads`` from 2 to K-1) starts its shared column counter at ``num_threads`` and advances it with a
+    pre-increment, so class column ``num_threads`` is never processed: with 3 classes and 2 threads the last class
+    never leaves the op (found by forcing each class's logit high in a random model; 1 thread outputs it). A
+    one-column op has no column to skip, and the outputs match the SavedModel's per-class NMS box for box when no
+    box crosses the image border (the SavedModel clips boxes before NMS, TFLite after)."""
+    import tensorflow as tf
+
+    k = int(scores.shape[-1])
+    m = post_cfg["max_detections"]
+    # one class: the fast NMS is that class's NMS, capped at max_detections like the SavedModel's per-class NMS (the
+    # regular one caps each class at detections_per_class, which the converter drops: the kernel's default 100 applies)
+    one = dict(post_cfg, use_regular_nms=False, max_classes_per_detection=1)
+    outs = [_postprocess_op(boxes, scores[..., c : c + 1], anchors, one) for c in range(k)]
+    all_boxes = tf.concat([o[0] for o in outs], 1)  # [1, K*M, 4]; rows past an op's count have score 0
+    all_scores = tf.concat([o[2] for o in outs], 1)  # [1, K*M]
+    top_scores, idx = tf.math.top_k(all_scores, k=m, sorted=True)
+    top_boxes = tf.gather(all_boxes, idx, batch_dims=1)
+    top_classes = tf.cast(idx // m, tf.float32)
+    count = tf.reduce_sum(tf.cast(top_scores > 0.0, tf.float32), axis=1)
+    return top_boxes, top_classes, top_scores, count
 
 
 def _representative(images: Sequence[np.ndarray], size: int):
@@ -103,31 +181,41 @@ def export_model(
     which: str = "best",
     overwrite: bool = False,
     image_size: int | None = None,
+    max_map50_drop: float = MAX_MAP50_DROP,
 ) -> dict:
     """Export ``run_dir`` to ``out_dir``: ``saved_model/``, ``model_<variant>.tflite``, ``label_map.pbtxt``,
     ``config.yaml`` and ``export_report.json`` (agreement of each TFLite file with the SavedModel on ``check_records``
-    and the mAP of each). ``image_size`` exports the weights at another input size than they were trained at.
-    Everything is built in a temporary folder and renamed into place at the end, so a failure
-    leaves no half-written export and an existing export is only replaced with ``overwrite``."""
+    and the mAP of each; :func:`check_tflite` fails the export when a file scores below the SavedModel).
+    ``image_size`` exports the weights at another input size than they were trained at. Everything is built in a
+    temporary folder and renamed into place at the end, so a failure leaves no half-written export; with
+    ``overwrite`` only an earlier export (a folder holding ``export_report.json``) is replaced, never a run
+    directory, a folder inside it or a folder that holds it (:func:`check_out_dir`)."""
     import tensorflow as tf
 
-    from mask_od.data import resolve_records
     from mask_od.evaluate import examples_from_records
     from mask_od.inference import make_detection_module
-    from mask_od.train import load_trained_model
+    from mask_od.input_pipeline import resolve_records
+    from mask_od.runs import load_trained_model
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ExportError(f"{out_dir} already exists; refusing to overwrite an export (pass overwrite=True)")
+    check_out_dir(run_dir, out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+        tmp = temp_sibling(out_dir)
         tmp.mkdir()
     except OSError as e:
         raise ExportError(f"{out_dir}: cannot write the export there ({e})") from None
     t0 = time.perf_counter()
     try:
         model, config, label_map = load_trained_model(run_dir, which, image_size)
+        check = check_records or config.val_records
+        for what, recs in (("check records", check if tflite else ""),
+                           ("calibration records", (calibration_records or config.train_records) if "int8" in tflite else "")):
+            if recs:
+                try:
+                    resolve_records(recs)
+                except FileNotFoundError as e:  # before minutes of conversion, not after
+                    raise ExportError(f"{what}: {e}; pass --check_records / --calibration_records") from None
         module = make_detection_module(model, config)
         tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
         shutil.copyfile(Path(run_dir) / "label_map.pbtxt", tmp / "label_map.pbtxt")
@@ -142,58 +230,96 @@ def export_model(
             data = convert_tflite(graph, v, calib, config.image_size)
             (tmp / f"model_{v}.tflite").write_bytes(data)
             report["variants"][v] = {"file": f"model_{v}.tflite", "bytes": len(data)}
-        check = check_records or config.val_records
         if check and tflite:
-            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check)
+            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         shutil.rmtree(graph, ignore_errors=True)
         (tmp / "export_report.json").write_text(json.dumps(report, indent=1))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_path(tmp, out_dir)  # an earlier export is swapped out only now that the new one is complete
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
     report["out_dir"] = str(out_dir)
     return report
 
 
-def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[str], limit: int = 50) -> dict:
-    """Run the SavedModel and each TFLite file on ``limit`` images of ``records``: mAP of each, and agreement with the
-    SavedModel (share of its detections with score >= 0.3 found by the TFLite model with the same class at IoU >= 0.5,
-    and the largest score difference of those matches). Raises :class:`ExportError` for a file that finds none."""
+def check_out_dir(run_dir: Path | str, out_dir: Path | str, overwrite: bool) -> None:
+    """Refuse an export folder that would destroy work: the run itself, a folder inside it or above it, anything
+    that exists without ``overwrite``, and with it anything but an earlier export (no ``export_report.json``)."""
+    run, out = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if out == run or run in out.parents or out in run.parents:
+        raise ExportError(f"{out_dir}: the export folder must lie outside the run directory {run_dir} and must not "
+                          "contain it (the export would replace checkpoints); choose e.g. workspace/exported-models/NAME")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} already exists; refusing to overwrite it (pass --overwrite, or overwrite=True in Python)")
+    if not out.is_dir() or not (out / "export_report.json").is_file():
+        raise ExportError(f"{out_dir} exists and is not an export made by mask_od (no export_report.json): refusing to "
+                          "replace it even with --overwrite; choose an empty or new folder")
+
+
+def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[str], limit: int = 50,
+                 max_map50_drop: float = MAX_MAP50_DROP) -> dict:
+    """Run the SavedModel and each TFLite file on ``limit`` images of ``records`` and compare them: mAP@0.5 (all and
+    per class), detections per class at any score, and agreement (share of the SavedModel's detections with score
+    >= ``SHOWN`` found by the TFLite file with the same class at IoU >= 0.5; ``None`` when it has none).
+    Raises :class:`ExportError` naming the file when :func:`parity_failures` finds any."""
     from mask_od.boxes import box_iou_yxyx
     from mask_od.detect import Detector
     from mask_od.evaluate import evaluate, examples_from_records
 
     examples = list(examples_from_records(records, limit))
-    ref = Detector(export_dir / "saved_model", label_map=label_map, score_threshold=0.0)
-    ref_preds = [ref.predict(img) for img, *_ in examples]
-    out = {"images": len(examples), "saved_model": {"mAP50": evaluate(lambda im, it=iter(ref_preds): next(it), examples, label_map, progress=False)["mAP50"]}}
-    for v in variants:
-        det = Detector(export_dir / f"model_{v}.tflite", label_map=label_map, score_threshold=0.0)
-        preds = [det.predict(img) for img, *_ in examples]
+
+    def score(preds) -> dict:
         m = evaluate(lambda im, it=iter(preds): next(it), examples, label_map, progress=False)
+        counts = {n: int(sum(int((p.classes == i).sum()) for p in preds)) for i, n in label_map.items()}
+        return {"mAP50": m["mAP50"], "mAP": m["mAP"], "AP50_per_class": {k: v["AP50"] for k, v in m["per_class"].items()},
+                "detections_per_class": counts}
+
+    ref = Detector(export_dir / "saved_model", label_map=label_map, score_threshold=ALL)
+    ref_preds = [ref.predict(img) for img, *_ in examples]
+    out = {"images": len(examples), "max_map50_drop": max_map50_drop, "saved_model": score(ref_preds)}
+    for v in variants:
+        det = Detector(export_dir / f"model_{v}.tflite", label_map=label_map, score_threshold=ALL)
+        preds = [det.predict(img) for img, *_ in examples]
         found = total = 0
         max_diff = 0.0
         for r, p in zip(ref_preds, preds):
-            keep = r["scores"] >= 0.3
+            keep = r.scores >= SHOWN
             total += int(keep.sum())
-            if not keep.any() or not len(p["scores"]):
+            if not keep.any() or not len(p):
                 continue
-            iou = box_iou_yxyx(r["boxes"][keep], p["boxes"])
-            same = r["classes"][keep][:, None] == p["classes"][None, :]
-            ok = (iou >= 0.5) & same
+            iou = box_iou_yxyx(r.boxes[keep], p.boxes)
+            ok = (iou >= 0.5) & (r.classes[keep][:, None] == p.classes[None, :])
             found += int(ok.any(axis=1).sum())
             for i in np.where(ok.any(axis=1))[0]:
                 j = int(np.argmax(np.where(ok[i], iou[i], -1)))
-                max_diff = max(max_diff, abs(float(r["scores"][keep][i] - p["scores"][j])))
-        agree = found / total if total else 1.0
-        out[v] = {"mAP50": m["mAP50"], "mAP": m["mAP"], "agreement": agree, "reference_detections": total, "max_score_diff": max_diff}
-        if total and found == 0:
-            raise ExportError(f"model_{v}.tflite finds none of the SavedModel's {total} detections: the conversion is broken")
+                max_diff = max(max_diff, abs(float(r.scores[keep][i] - p.scores[j])))
+        out[v] = score(preds) | {"agreement": found / total if total else None, "reference_detections": total,
+                                 "max_score_diff": max_diff}
+    problems = parity_failures(out, variants)
+    if problems:
+        raise ExportError(f"{export_dir}: TFLite files do not score like the SavedModel on {len(examples)} images of "
+                          f"{records}: " + "; ".join(problems))
     return out
+
+
+def parity_failures(check: dict, variants: Sequence[str]) -> list[str]:
+    """What makes a TFLite file unfit to deploy, from :func:`check_tflite`'s figures: mAP@0.5 more than
+    ``max_map50_drop`` below the SavedModel's, a class the SavedModel detects that the file never outputs, or none
+    of the SavedModel's confident detections found. An empty list means every file passes."""
+    ref = check["saved_model"]
+    problems = []
+    for v in variants:
+        c = check[v]
+        drop = ref["mAP50"] - c["mAP50"]
+        if drop > check["max_map50_drop"] + 1e-9:
+            problems.append(f"model_{v}.tflite mAP@0.5 {c['mAP50']:.3f} is {100 * drop:.1f} points below the "
+                            f"SavedModel's {ref['mAP50']:.3f} (allowed {100 * check['max_map50_drop']:.1f})")
+        gone = [n for n, k in ref["detections_per_class"].items() if k and not c["detections_per_class"].get(n)]
+        if gone:
+            problems.append(f"model_{v}.tflite never outputs {', '.join(gone)} (the SavedModel does: "
+                            + ", ".join(f"{n} {ref['detections_per_class'][n]}" for n in gone) + ")")
+        if c["reference_detections"] and c["agreement"] == 0:
+            problems.append(f"model_{v}.tflite finds none of the SavedModel's {c['reference_detections']} detections")
+    return problems

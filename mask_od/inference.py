@@ -46,14 +46,12 @@ def make_detection_module(model, config: Config):
     return DetectionModule()
 
 
-def detections_to_numpy(outputs) -> dict:
-    """The first image of a serving output as numpy arrays cut to ``num_detections``: boxes ``[N, 4]`` normalized
-    yxyx, classes ``[N]`` int label-map ids, scores ``[N]``."""
+def detections_from_outputs(outputs, label_map=None):
+    """The first image of a serving output as :class:`~mask_od.detections.Detections`, cut to ``num_detections``."""
     import numpy as np
 
+    from mask_od.detections import Detections
+
     n = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
-    return {
-        "boxes": np.asarray(outputs["detection_boxes"])[0, :n].astype(np.float32),
-        "classes": np.asarray(outputs["detection_classes"])[0, :n].astype(np.int64),
-        "scores": np.asarray(outputs["detection_scores"])[0, :n].astype(np.float32),
-    }
+    return Detections.from_arrays(np.asarray(outputs["detection_boxes"])[0, :n], np.asarray(outputs["detection_classes"])[0, :n],
+                                  np.asarray(outputs["detection_scores"])[0, :n], label_map)

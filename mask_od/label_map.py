@@ -7,45 +7,94 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from mask_od.errors import MaskODError
 from mask_od.fileio import write_text_atomic
 
 DEFAULT_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 
 
-class LabelMapError(ValueError):
+class LabelMapError(MaskODError, ValueError):
     """A label map is malformed, or class names do not match it; the message says which file and what to do."""
 
 
-_ITEM = re.compile(r"item\s*\{(.*?)\}", re.S)
-_FIELD = re.compile(r"(\w+)\s*:\s*(\"[^\"]*\"|'[^']*'|[^\s}]+)")
+_TOKEN = re.compile(r"""\s*(?:(#[^\n]*)|(\{)|(\})|(\w+)\s*:\s*("[^"\n]*"|'[^'\n]*'|[^\s{}#]+)|(\w+)|(\S))""")
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """Label-map text: UTF-8 (with or without BOM) or UTF-16 with a BOM (Windows Notepad's "Unicode")."""
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelMapError(f"{path}: not UTF-8 or UTF-16 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
 
 
 def read_label_map(path: Path | str) -> dict[int, str]:
-    """Parse ``label_map.pbtxt`` -> ``{id: name}`` sorted by id. Ids start at 1 (0 is the background)."""
+    """Parse ``label_map.pbtxt`` -> ``{id: name}`` sorted by id. Ids start at 1 (0 is the background).
+
+    A malformed file raises :class:`LabelMapError` with the line: an ``item`` not closed before the next one, a
+    stray brace, a field given twice, a missing id or name."""
     path = Path(path)
     if not path.is_file():
         raise LabelMapError(f"{path}: label map not found (make one with mask_od.label_map.write_label_map)")
-    text = re.sub(r"#[^\n]*", "", path.read_text(encoding="utf-8"))
-    items = _ITEM.findall(text)
+    text = _decode(path, path.read_bytes())
+    line_of = lambda pos: text.count("\n", 0, pos) + 1  # noqa: E731
+    items: list[tuple[int, dict[str, str]]] = []
+    current: dict[str, str] | None = None
+    opened = expect_brace = 0
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            break
+        pos = m.end()
+        comment, lbrace, rbrace, key, value, word, other = m.groups()
+        at = line_of(m.start(m.lastindex or 0))
+        if comment:
+            continue
+        if word == "item" and current is None and not expect_brace:
+            expect_brace = at
+        elif lbrace and expect_brace:
+            current, opened, expect_brace = {}, expect_brace, 0
+        elif rbrace and current is not None:
+            items.append((opened, current))
+            current = None
+        elif key and current is not None:
+            if key in current:
+                hint = (f"; is the '}}' closing the item of line {opened} missing?" if key in ("id", "name") else "")
+                raise LabelMapError(f"{path}: line {at}: '{key}' given twice in the item opened on line {opened}{hint}")
+            current[key] = value.strip("'\"")
+        elif word == "item" and current is not None:
+            raise LabelMapError(f"{path}: line {at}: a new 'item' starts before the '}}' closing the item of line {opened}")
+        else:
+            raise LabelMapError(f"{path}: line {at}: unexpected {m.group(0).strip()!r}; expected item {{ id: N name: '...' }}")
+    if current is not None or expect_brace:
+        raise LabelMapError(f"{path}: the item of line {opened or expect_brace} is not closed with '}}'")
     if not items:
         raise LabelMapError(f"{path}: no 'item {{ id: N name: '...' }}' entries found")
     out: dict[int, str] = {}
-    for k, body in enumerate(items):
-        fields = {key: val.strip("'\"") for key, val in _FIELD.findall(body)}
+    for line, fields in items:
         if "id" not in fields or "name" not in fields:
-            raise LabelMapError(f"{path}: item #{k} needs both 'id' and 'name' (got {sorted(fields)})")
+            raise LabelMapError(f"{path}: line {line}: the item needs both 'id' and 'name' (got {sorted(fields)})")
         try:
             idx = int(fields["id"])
         except ValueError:
-            raise LabelMapError(f"{path}: item #{k}: id {fields['id']!r} is not an integer") from None
+            raise LabelMapError(f"{path}: line {line}: id {fields['id']!r} is not an integer") from None
         if idx < 1:
-            raise LabelMapError(f"{path}: item #{k} ({fields['name']}): id {idx} must be >= 1 (0 is the background)")
+            raise LabelMapError(f"{path}: line {line} ({fields['name']}): id {idx} must be >= 1 (0 is the background)")
         if idx in out:
-            raise LabelMapError(f"{path}: id {idx} is used twice ({out[idx]!r} and {fields['name']!r})")
+            raise LabelMapError(f"{path}: line {line}: id {idx} is used twice ({out[idx]!r} and {fields['name']!r})")
         if fields["name"] in out.values():
-            raise LabelMapError(f"{path}: name {fields['name']!r} is used twice")
+            raise LabelMapError(f"{path}: line {line}: name {fields['name']!r} is used twice")
         out[idx] = fields["name"]
     return dict(sorted(out.items()))
+
+
+def num_classes(label_map: Mapping[int, str]) -> int:
+    """Classes the model predicts: the largest id (as the TF OD API sizes its head), so ids with gaps (1, 5, 9) each
+    get their own output; ids that no item uses are never trained and never predicted."""
+    return max(label_map)
 
 
 def label_map_string(classes: Mapping[int, str] | Sequence[str]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import queue
 import sys
 import threading
@@ -15,7 +14,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mask_od.detect import Detections, draw_detections
+from mask_od.detect import draw_detections
+from mask_od.detections import Detections
+from mask_od.fileio import refuse_existing, replace_path, temp_sibling
 from mask_od.sources import Source, iter_frames
 
 
@@ -216,7 +217,7 @@ def stream_detections(detector, source: Source, drop_frames: bool | None = None,
     try:
         while (frame := grabber.get()) is not None:
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            det = detector.detect(rgb)
+            det = detector.predict(rgb)
             out = draw_detections(rgb, det)
             now = time.perf_counter()
             inst = 1.0 / max(now - t_prev, 1e-6)
@@ -250,10 +251,9 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
 
     outputs = [Path(p) for p in (output_video, log_path) if p is not None]
     for p in outputs:
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} already exists; refusing to overwrite it (pass overwrite=True)")
+        refuse_existing(p, overwrite)
         p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = {p: p.with_name(f".{p.name}.tmp-{os.getpid()}{p.suffix}") for p in outputs}
+    tmp = {p: temp_sibling(p) for p in outputs}
     per_class = {n: 0 for n in detector.label_map.values()}
     frames_with = dict(per_class)
     n = dropped = 0
@@ -293,6 +293,11 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
             if n == 0:
                 raise
             message = f"source stopped: {e}"
+        if n == 0 and message == "source ended":
+            from mask_od.sources import describe_source
+
+            raise SourceError(f"{describe_source(source) if not isinstance(source, (str, Path)) else source}: no frame "
+                              "could be read (an empty video, or a codec OpenCV's FFmpeg lacks); nothing was written")
         if writer is not None:
             writer.release()
             writer = None
@@ -300,7 +305,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
             log.close()
         for p, t in tmp.items():
             if t.exists():
-                os.replace(t, p)
+                replace_path(t, p)
     finally:
         if writer is not None:
             try:

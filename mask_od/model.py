@@ -2,78 +2,42 @@
 
 from __future__ import annotations
 
-import hashlib
-import urllib.request
+import dataclasses
 from pathlib import Path
 
 from mask_od.config import Config
 
-MIN_LEVEL, MAX_LEVEL = 3, 7
-NUM_SCALES, ASPECT_RATIOS = 3, [0.5, 1.0, 2.0]
-
-# Keras applications "no top" ImageNet weights: (url, endpoints for levels 3, 4, 5, input preprocessing).
+# Keras-applications backbones: the endpoints used as levels 3, 4, 5 and the input preprocessing they were trained with.
 BACKBONE_SPECS = {
-    "mobilenet_v2_fpnlite": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-        ("block_6_expand_relu", "block_13_expand_relu", "out_relu"),
-        "tf",
-    ),
-    "resnet50_fpn": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
-        "caffe",
-    ),
+    "mobilenet_v2_fpnlite": (("block_6_expand_relu", "block_13_expand_relu", "out_relu"), "tf"),
+    "resnet50_fpn": (("conv3_block4_out", "conv4_block6_out", "conv5_block3_out"), "caffe"),
 }
 
 
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be found, downloaded or loaded."""
+@dataclasses.dataclass(frozen=True)
+class AnchorSpec:
+    """The anchors of the detector, one definition for the input parser (anchor labeling), the model (head size,
+    detection generator) and the TFLite export: levels ``min_level``..``max_level`` (strides 8..128),
+    ``num_scales`` sizes per octave, ``aspect_ratios``, and ``anchor_size`` (side / stride; the config key)."""
 
+    anchor_size: float
+    min_level: int = 3
+    max_level: int = 7
+    num_scales: int = 3
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
 
-def cache_dir() -> Path:
-    return Path.home() / ".cache" / "mask_od" / "weights"
+    @classmethod
+    def from_config(cls, config: Config) -> "AnchorSpec":
+        return cls(anchor_size=config.anchor_size)
 
+    @property
+    def per_location(self) -> int:
+        return self.num_scales * len(self.aspect_ratios)
 
-def resolve_pretrained(pretrained: str, backbone: str, sha256: str | None = None) -> Path | None:
-    """``none`` -> None; a file path -> that path; ``imagenet`` -> the cached download (fetched once, checked, renamed
-    into place). Raises :class:`WeightsError` with what to do when the download fails (no internet: pass a file)."""
-    if pretrained.lower() in ("", "none", "null"):
-        return None
-    if pretrained != "imagenet":
-        p = Path(pretrained).expanduser()
-        if not p.is_file():
-            raise WeightsError(f"{p}: pretrained weights file not found")
-        return p
-    url = BACKBONE_SPECS[backbone][0]
-    target = cache_dir() / url.rsplit("/", 1)[1]
-    sidecar = target.with_name(target.name + ".sha256")
-    if target.is_file():
-        if sidecar.is_file():  # checksum recorded at download: a damaged cache is refused, not half-loaded
-            got = hashlib.sha256(target.read_bytes()).hexdigest()
-            if got != sidecar.read_text().split()[0]:
-                raise WeightsError(f"{target}: cached weights do not match their recorded sha256; delete the file to fetch it again")
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    try:
-        digest = hashlib.sha256()
-        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
-            while chunk := r.read(1 << 20):
-                digest.update(chunk)
-                f.write(chunk)
-        if sha256 and digest.hexdigest() != sha256:
-            raise WeightsError(f"{url}: checksum mismatch (got {digest.hexdigest()}, expected {sha256})")
-        sidecar.write_text(f"{digest.hexdigest()}  {target.name}\n")
-        tmp.replace(target)
-    except (OSError, WeightsError) as e:
-        tmp.unlink(missing_ok=True)
-        raise WeightsError(
-            f"could not download ImageNet weights for {backbone} from {url} ({e}). Without internet, download the "
-            f"file elsewhere and set pretrained=/path/to/{target.name} (or put it at {target})."
-        ) from None
-    return target
+    def kwargs(self) -> dict:
+        """The keyword arguments Model Garden's parser, RetinaNetModel and Anchor take."""
+        return {"min_level": self.min_level, "max_level": self.max_level, "num_scales": self.num_scales,
+                "aspect_ratios": list(self.aspect_ratios), "anchor_size": self.anchor_size}
 
 
 def build_backbone(backbone: str, image_size: int, weights: Path | None = None, freeze_bn: bool = False):
@@ -83,7 +47,7 @@ def build_backbone(backbone: str, image_size: int, weights: Path | None = None, 
     import tf_keras
     from official.vision.ops.preprocess_ops import MEAN_RGB, STDDEV_RGB
 
-    url, endpoints, mode = BACKBONE_SPECS[backbone]
+    endpoints, mode = BACKBONE_SPECS[backbone]
     shape = (image_size, image_size, 3)
     if backbone == "mobilenet_v2_fpnlite":
         base = tf_keras.applications.MobileNetV2(input_shape=shape, include_top=False, weights=None)
@@ -93,6 +57,8 @@ def build_backbone(backbone: str, image_size: int, weights: Path | None = None, 
         try:
             base.load_weights(str(weights))
         except Exception as e:  # noqa: BLE001 - h5py / keras raise many kinds
+            from mask_od.weights import WeightsError
+
             raise WeightsError(f"{weights}: cannot load as {backbone} Keras-applications weights ({e})") from None
     for layer in base.layers:
         if isinstance(layer, tf_keras.layers.BatchNormalization):
@@ -126,28 +92,13 @@ def backbone_features_from_pixels(model, config: Config, pixels):
     in float; in a full-integer TFLite model each of those elementwise ops is requantized, which alone cost 15 mAP@0.5
     points at 320 (0.370 -> 0.224 on the face-mask val split)."""
     features = model.backbone.get_layer(f"{config.backbone}_features")
-    x = _keras_applications_input(pixels, BACKBONE_SPECS[config.backbone][2])
+    x = _keras_applications_input(pixels, BACKBONE_SPECS[config.backbone][1])
     return {str(level): o for level, o in zip((3, 4, 5), features(x, training=False))}
 
 
-def tflite_postprocess_config(config: Config) -> dict:
-    """Settings of TFLite's TFLite_Detection_PostProcess op: fast class-agnostic NMS, or regular per-class NMS when
-    ``class_agnostic_nms`` is off (as the SavedModel does); anchors normalized to the input."""
-    return {
-        "max_detections": config.max_detections,
-        "max_classes_per_detection": 1,
-        "use_regular_nms": not config.class_agnostic_nms,
-        "detections_per_class": config.max_detections,
-        "nms_score_threshold": config.score_threshold,
-        "nms_iou_threshold": config.nms_iou_threshold,
-        "normalize_anchor_coordinates": True,
-        "input_image_size": (config.image_size, config.image_size),
-    }
-
-
-def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
+def build_model(config: Config, num_classes: int, load_pretrained: bool = True, anchors: AnchorSpec | None = None):
     """The RetinaNet-style single-shot detector: backbone -> FPN (levels 3-7, 128 filters, separable convs for
-    FPNLite) -> shared head (4 convs) -> multilevel detection generator. ``num_classes`` counts the label-map classes;
+    FPNLite) -> shared head (4 convs) -> multilevel detection generator. ``num_classes`` is the largest label-map id;
     the model predicts ``num_classes + 1`` logits (id 0 = background), so detection classes are label-map ids."""
     import tf_keras
     from official.vision.modeling.decoders.fpn import FPN
@@ -155,6 +106,9 @@ def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
     from official.vision.modeling.layers.detection_generator import MultilevelDetectionGenerator
     from official.vision.modeling.retinanet_model import RetinaNetModel
 
+    from mask_od.weights import resolve_pretrained
+
+    anchors = anchors or AnchorSpec.from_config(config)
     lite = config.backbone == "mobilenet_v2_fpnlite"
     weights = resolve_pretrained(config.pretrained, config.backbone) if load_pretrained else None
     reg = tf_keras.regularizers.l2(config.weight_decay) if config.weight_decay > 0 else None
@@ -162,8 +116,8 @@ def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
     filters = 128 if lite else 256
     decoder = FPN(
         input_specs=backbone.output_specs,
-        min_level=MIN_LEVEL,
-        max_level=MAX_LEVEL,
+        min_level=anchors.min_level,
+        max_level=anchors.max_level,
         num_filters=filters,
         use_separable_conv=lite,
         use_keras_layer=True,  # UpSampling2D: one RESIZE_NEAREST_NEIGHBOR op XNNPACK runs, not RESHAPE+TILE outside it
@@ -171,10 +125,10 @@ def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
         kernel_regularizer=reg,
     )
     head = RetinaNetHead(
-        min_level=MIN_LEVEL,
-        max_level=MAX_LEVEL,
+        min_level=anchors.min_level,
+        max_level=anchors.max_level,
         num_classes=num_classes + 1,
-        num_anchors_per_location=NUM_SCALES * len(ASPECT_RATIOS),
+        num_anchors_per_location=anchors.per_location,
         num_convs=4,
         num_filters=filters,
         use_separable_conv=lite,
@@ -195,29 +149,19 @@ def build_model(config: Config, num_classes: int, load_pretrained: bool = True):
         decoder,
         head,
         generator,
-        min_level=MIN_LEVEL,
-        max_level=MAX_LEVEL,
-        num_scales=NUM_SCALES,
-        aspect_ratios=ASPECT_RATIOS,
-        anchor_size=config.anchor_size,
+        **anchors.kwargs(),
     )
     dummy = tf_keras.Input(shape=(config.image_size, config.image_size, 3))  # no fixed batch: any replica count divides it
     model(dummy, training=True)
     return model
 
 
-def anchor_boxes(config: Config):
+def anchor_boxes(config: Config, anchors: AnchorSpec | None = None):
     """Model Garden's multilevel anchors (pixel yxyx) for the square input."""
     from official.vision.ops import anchor
 
-    return anchor.Anchor(
-        min_level=MIN_LEVEL,
-        max_level=MAX_LEVEL,
-        num_scales=NUM_SCALES,
-        aspect_ratios=ASPECT_RATIOS,
-        anchor_size=config.anchor_size,
-        image_size=(config.image_size, config.image_size),
-    ).multilevel_boxes
+    spec = anchors or AnchorSpec.from_config(config)
+    return anchor.Anchor(**spec.kwargs(), image_size=(config.image_size, config.image_size)).multilevel_boxes
 
 
 def warm_start_batch_norm(model, images) -> int:

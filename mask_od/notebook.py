@@ -49,7 +49,16 @@ def setup(requirements: Path | str = "requirements-colab.txt", install_in_colab:
         if stale := stale_modules(loaded):
             raise RuntimeError(f"the install replaced {', '.join(stale)} while an older version is loaded in this session: "
                                "restart it (Runtime > Restart session), then run all cells again; the install is kept")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if info["colab"]:
+        try:  # third-party widgets (the labelling widget) need Colab's custom widget manager
+            from google.colab import output  # type: ignore[import-not-found]
+
+            output.enable_custom_widget_manager()
+        except (ImportError, AttributeError):
+            pass
+    from mask_od.runtime import quiet_tensorflow
+
+    quiet_tensorflow()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -175,3 +184,9 @@ def last_frame(video: Path | str, png: Path | str) -> Path | None:
         return None
     cv2.imwrite(str(png), frame)
     return Path(png)
+
+
+def latest_export(workspace: Path | str) -> Path | None:
+    """The newest ``model_float32.tflite`` under ``workspace/exported-models`` (for pre-labels), or None."""
+    files = sorted(Path(workspace, "exported-models").glob("*/model_float32.tflite"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None

@@ -7,12 +7,14 @@ from typing import Iterable, Iterator, Union
 
 import numpy as np
 
+from mask_od.errors import MaskODError
+
 Source = Union[int, str, Path, Iterable[np.ndarray]]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 STREAM_TIMEOUT_S = 10.0  # a stream URL that does not answer within this long fails (opening) or ends (reading)
 
 
-class SourceError(RuntimeError):
+class SourceError(MaskODError, RuntimeError):
     """A frame source cannot be opened; the message says which and what to try."""
 
 
@@ -66,7 +68,8 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             for f in files:
                 if max_frames is not None and count >= max_frames:
                     return
-                frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                # pixels as stored (EXIF ignored), as training and LabelImg read them
+                frame = cv2.imread(str(f), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
                 if frame is None:
                     raise SourceError(f"{f}: cannot decode image")
                 count += 1

@@ -52,14 +52,36 @@ def split_annotations(
         out.train += [items[i] for i in order[n_test + n_val :]]
     for part in (out.train, out.test, out.val):
         part.sort(key=lambda a: str(a.xml_path))
+    if not out.test or not out.train:
+        empty = "test" if not out.test else "train"
+        raise ValueError(f"{len(annotations)} images split at test ratio {test_ratio:g} leave the {empty} part empty "
+                         f"(each class is split apart: {dict(counts)}); label more images or change the ratio")
     return out
 
 
-def write_split(split: Split, out_dir: Path | str, copy: bool = True) -> dict[str, Path]:
+def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite: bool = False) -> dict[str, Path]:
     """Write ``out_dir/<part>.txt`` (one XML path per line) and, with ``copy``, copy each image and its XML into
-    ``out_dir/<part>/`` as the TF OD API tutorial's partition_dataset.py does. Existing files are never replaced."""
+    ``out_dir/<part>/`` as the TF OD API tutorial's partition_dataset.py does.
+
+    ``out_dir/train``, ``test`` and ``val`` must be empty: copies of an earlier split left there would put test images
+    in train. ``overwrite`` clears those folders first (they hold copies), unless a source image lies inside one."""
+    import os
+
     out_dir = Path(out_dir)
     written = {}
+    if copy:
+        parts = [out_dir / p for p in ("train", "test", "val")]
+        used = [d for d in parts if d.is_dir() and any(d.iterdir())]
+        if used and not overwrite:
+            raise FileExistsError(f"{', '.join(str(d) for d in used)} already hold(s) files of an earlier split: refusing to "
+                                  "mix two splits (a test image in train inflates every metric); pass --overwrite to clear "
+                                  "train/, test/ and val/ first, or choose another output folder")
+        sources = {Path(os.path.abspath(f)).parent for anns in split.parts().values() for a in anns for f in (a.image_path, a.xml_path)}
+        for d in used:
+            inside = [src for src in sources if src == d.absolute() or d.absolute() in src.parents]
+            if inside:
+                raise FileExistsError(f"{d} holds the source files ({inside[0]}); refusing to clear it; choose another output folder")
+            shutil.rmtree(d)
     for part, anns in split.parts().items():
         lst = out_dir / f"{part}.txt"
         from mask_od.fileio import write_text_atomic

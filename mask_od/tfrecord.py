@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -12,6 +11,7 @@ import numpy as np
 
 from mask_od.annotations import Annotation, AnnotationError, decode_image_rgb, parse_voc_dir
 from mask_od.boxes import voc_xyxy_to_norm_yxyx
+from mask_od.fileio import refuse_existing, replace_path, temp_sibling
 from mask_od.label_map import name_to_id, read_label_map, validate_names
 
 
@@ -110,11 +110,10 @@ def write_tfrecords(
     validate_names({a.xml_path: a.names for a in annotations}, lm, lm_path)
     ids = name_to_id(lm)
     paths = shard_paths(output_path, num_shards)
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]} already exists; refusing to overwrite it (pass overwrite=True)")
+    for p in paths:
+        refuse_existing(p, overwrite)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    tmps = [p.with_name(f".{p.name}.tmp-{os.getpid()}") for p in paths]
+    tmps = [temp_sibling(p) for p in paths]
     writers = [tf.io.TFRecordWriter(str(t)) for t in tmps]
     per_class: dict[str, int] = {n: 0 for n in lm.values()}
     reencoded = clipped = 0
@@ -134,7 +133,7 @@ def write_tfrecords(
         for w in writers:
             w.close()
         for t, p in zip(tmps, paths):
-            os.replace(t, p)
+            replace_path(t, p)
     finally:
         for w, t in zip(writers, tmps):
             w.close()

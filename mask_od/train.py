@@ -1,21 +1,27 @@
-"""Training in one process: augmentation, checkpoints N deep with resume, TensorBoard, periodic COCO eval, best kept."""
+"""Training in one process: stages of input sizes, a time budget planned from measured speed, augmentation,
+checkpoints N deep with resume (Ctrl-C saves one), TensorBoard, periodic COCO evaluation at the final size, best kept."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from mask_od.config import Config
+from mask_od.errors import MaskODError
+from mask_od.label_map import num_classes as label_map_classes
 from mask_od.label_map import read_label_map
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MaskODError, RuntimeError):
     """Training stopped for a reason the message explains (NaN loss, out of memory, mismatched checkpoint)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C: a checkpoint of the current step was saved; the message says how to resume."""
 
 
 @dataclasses.dataclass
@@ -55,49 +61,6 @@ def _loss_task(num_classes: int):
     return RetinaNetTask(rcfg.RetinaNetTask(model=rcfg.RetinaNet(num_classes=num_classes + 1)))
 
 
-def _optimizer(config: Config):
-    import tf_keras
-    from official.modeling.optimization.lr_schedule import LinearWarmup
-
-    lr = tf_keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps, alpha=0.01)
-    if config.warmup_steps:
-        lr = LinearWarmup(lr, config.warmup_steps, config.learning_rate / 10)
-    return tf_keras.optimizers.SGD(learning_rate=lr, momentum=0.9), lr
-
-
-def gt_boxes_from_labels(labels, image_size: int):
-    """Recover the (augmented) ground-truth boxes of a batch from its anchor targets: positive anchors decoded with
-    Model Garden's box coder. Returns normalized yxyx ``[B, N, 4]`` (duplicates allowed), for pictures only."""
-    import tensorflow as tf
-    from official.vision.ops import box_ops
-
-    boxes = []
-    for level, anchors in labels["anchor_boxes"].items():
-        b = tf.shape(labels["box_targets"][level])[0]
-        a = tf.reshape(anchors, [b, -1, 4])
-        t = tf.reshape(labels["box_targets"][level], [b, -1, 4])
-        c = tf.reshape(labels["cls_targets"][level], [b, -1])
-        dec = box_ops.decode_boxes(t, a)
-        boxes.append(tf.where((c > 0)[..., None], dec, tf.zeros_like(dec)))
-    return tf.concat(boxes, 1) / float(image_size)
-
-
-def _restore_init(model, path: str) -> str:
-    import tensorflow as tf
-
-    p = Path(path)
-    if p.is_dir():
-        ckpt = tf.train.latest_checkpoint(str(p / "best")) or tf.train.latest_checkpoint(str(p / "checkpoints")) or tf.train.latest_checkpoint(str(p))
-        if not ckpt:
-            raise TrainingError(f"{p}: no checkpoint found to start from (expected checkpoints/ or best/ inside)")
-        path = ckpt
-    try:
-        tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched().expect_partial()
-    except (AssertionError, ValueError, tf.errors.NotFoundError) as e:
-        raise TrainingError(f"{path}: checkpoint does not match this model (backbone, image_size or classes differ?): {e}") from None
-    return path
-
-
 def _has_gpu() -> bool:
     import tensorflow as tf
 
@@ -120,47 +83,321 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
         tf_keras.mixed_precision.set_global_policy(previous)
 
 
+def check_inputs(config: Config) -> None:
+    """Every file the run reads exists before anything is written or built (records, label map, init checkpoint)."""
+    from mask_od.input_pipeline import resolve_records
+
+    if not Path(config.label_map).is_file():
+        raise TrainingError(f"{config.label_map}: label map not found (label_map)")
+    for key in ("train_records", "val_records"):
+        value = getattr(config, key)
+        if value:
+            try:
+                resolve_records(value)
+            except FileNotFoundError as e:
+                raise TrainingError(f"{key}: {e}") from None
+    if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
+        raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
+
+
+MODEL_KEYS = ("backbone", "anchor_size", "stages")  # what a checkpoint's weights were trained for: fixed on resume
+
+
+def check_resume(config: Config, run_dir: Path, label_map: dict) -> None:
+    """Refuse to resume a run with another label map or model (before anything in the run is written)."""
+    from mask_od.config import build_config
+
+    if not (run_dir / "checkpoints" / "checkpoint").is_file():
+        return
+    saved_lm = run_dir / "label_map.pbtxt"
+    if saved_lm.is_file():
+        old = read_label_map(saved_lm)
+        if old != label_map:
+            raise TrainingError(f"{run_dir} was trained with the label map {old} and {config.label_map} is {label_map}: "
+                                "a run resumes only with its own classes; choose a new output_dir (and init_checkpoint="
+                                f"{run_dir} to fine-tune from it)")
+    if (run_dir / "config.yaml").is_file():
+        old_cfg = build_config(run_dir / "config.yaml")
+        diff = [f"{k}: {getattr(old_cfg, k)!r} -> {getattr(config, k)!r}" for k in MODEL_KEYS if getattr(old_cfg, k) != getattr(config, k)]
+        if not config.stages and old_cfg.image_size != config.image_size:
+            diff.append(f"image_size: {old_cfg.image_size} -> {config.image_size}")
+        if diff:
+            raise TrainingError(f"{run_dir}: cannot resume with another model ({'; '.join(diff)}); choose a new "
+                                f"output_dir (and init_checkpoint={run_dir} to start from its weights)")
+
+
 def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
     import tensorflow as tf
     import tf_keras
 
-    from mask_od.data import build_train_dataset
-    from mask_od.model import build_model
+    from mask_od.callbacks import ConsoleLogger, EvaluateAndKeepBest, JsonlLogger, TensorBoardLogger
+    from mask_od.fileio import write_bytes_atomic
+    from mask_od.schedule import parse_stages
 
     tf_keras.utils.set_random_seed(config.seed)
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     label_map = read_label_map(config.label_map)
+    check_inputs(config)
+    check_resume(config, run_dir, label_map)  # before anything in the run is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
-    shutil.copyfile(config.label_map, run_dir / "label_map.pbtxt")
+    write_bytes_atomic(run_dir / "label_map.pbtxt", Path(config.label_map).read_bytes(), overwrite=True)
     strategy = build_strategy(config.strategy)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
+    if progress and config.strategy == "default" and not _has_gpu():
+        print("no GPU found: training on the CPU", flush=True)
     if config.strategy != "default" or mixed:
-        print(f"{type(strategy).__name__}: {replicas} replica(s), global batch {global_batch}"
-              + ("; mixed_float16 with loss scaling" if mixed else ""), flush=True)
+        print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s), global batch "
+              f"{config.batch_size * strategy.num_replicas_in_sync}" + ("; mixed_float16 with loss scaling" if mixed else ""), flush=True)
+    stages = parse_stages(config.stages, config.image_size, config.learning_rate)
+    plan = _load_plan(config, stages, run_dir)
+    loggers = [JsonlLogger(run_dir, config.log_every), TensorBoardLogger(run_dir, config.log_every)]
+    loggers += [ConsoleLogger(config.log_every)] if progress else []
+    evaluator = EvaluateAndKeepBest(config, label_map, label_map_classes(label_map), plan, loggers, on_eval)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    clock = _Clock(plan, config, config.batch_size * strategy.num_replicas_in_sync)
+    parts = None
+    for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
+        parts = _build_stage(config, stages, si, plan, strategy, step, label_map_classes(label_map), mixed, fresh=latest is None)
+        if parts.restored and clock.session_step0 is None:
+            print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
+            _trim_log(run_dir / "train_log.jsonl", int(step.numpy()))
+            evaluator.forget_after(int(step.numpy()))
+        _run_stage(config, si, stages, plan, parts, step, clock, loggers + [evaluator], evaluator)
+        latest = parts.manager.latest_checkpoint
+    clock.stop()
+    plan.save(run_dir / "plan.json")
+    for cb in loggers:
+        cb.on_end()
+    best = evaluator.best["mAP50"]
+    return TrainResult(run_dir, int(step.numpy()), parts.manager.latest_checkpoint, tf.train.latest_checkpoint(str(run_dir / "best")),
+                       best if best >= 0 else None, evaluator.history, clock.ips)
+
+
+def _load_plan(config: Config, stages, run_dir: Path):
+    """The plan of a new run, or of a resumed one: time spent and measured speeds kept; with a budget, its steps too."""
+    from mask_od.schedule import Plan, initial_plan
+
+    plan = initial_plan(stages, config.steps, config.time_budget_min)
+    if (run_dir / "plan.json").exists() and (run_dir / "checkpoints" / "checkpoint").is_file():
+        old = Plan.from_json((run_dir / "plan.json").read_text())
+        plan.spent_seconds, plan.eval_seconds, plan.setup_seconds = old.spent_seconds, old.eval_seconds, old.setup_seconds
+        if config.time_budget_min:
+            plan.steps, plan.seconds_per_step = old.steps, old.seconds_per_step
+    if plan.budget_minutes and not plan.eval_seconds and config.val_records:
+        plan.eval_seconds = _count_records(config.val_records) * 0.05 + 5.0  # until the first evaluation is timed
+    return plan
+
+
+@dataclasses.dataclass
+class _StageParts:
+    model: object
+    optimizer: object
+    lr: object
+    total_steps: object  # tf.Variable: the stage's planned steps, re-fitted under a time budget
+    manager: object
+    train_step: Callable
+    batches: object  # iterator over (images, labels) of the stage's size
+    restored: str | None
+    strategy: object
+
+
+def _build_stage(config: Config, stages, si: int, plan, strategy, step, num_classes: int, mixed: bool, fresh: bool) -> _StageParts:
+    """Model at the stage's input size, its optimizer and schedule, checkpoints restored (the optimizer too when the
+    checkpoint was written in this stage; weights only from an earlier stage), BatchNorm warm start on a new run."""
+    import tensorflow as tf
+    import tf_keras
+
+    from mask_od.input_pipeline import build_train_dataset
+    from mask_od.model import AnchorSpec, build_model, warm_start_batch_norm
+    from mask_od.schedule import make_stage_schedule
+
+    stage = stages[si]
+    stage_cfg = dataclasses.replace(config, image_size=stage.image_size, learning_rate=stage.learning_rate)
+    anchors = AnchorSpec.from_config(stage_cfg)  # one spec for the model's head and the parser's anchor labels
     with strategy.scope():
-        model = build_model(config, len(label_map))
-        optimizer, lr = _optimizer(config)
+        model = build_model(stage_cfg, num_classes, load_pretrained=fresh and si == 0 and not config.init_checkpoint, anchors=anchors)
+        start = tf.Variable(plan.stage_start(si), dtype=tf.int64, trainable=False)
+        total = tf.Variable(plan.steps[si], dtype=tf.int64, trainable=False)
+        lr = make_stage_schedule(stage.learning_rate, config.warmup_steps, start, total)
+        optimizer = tf_keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
         if mixed:
             optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    task = _loss_task(len(label_map))
-    manager = tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=config.keep_checkpoints)
-    best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, step=step), str(run_dir / "best"), max_to_keep=1)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
-        print(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
-    elif config.init_checkpoint:
-        print(f"initialised from {_restore_init(model, config.init_checkpoint)}")
-    best_file = run_dir / "best" / "best.json"
-    best = json.loads(best_file.read_text()) if best_file.exists() else {"mAP50": -1.0}
-    history_file = run_dir / "eval_history.jsonl"
-    history = [json.loads(x) for x in history_file.read_text().splitlines()] if history_file.exists() else []
+    manager = tf.train.CheckpointManager(ckpt, str(Path(config.output_dir) / "checkpoints"), max_to_keep=config.keep_checkpoints)
+    restored = _restore_latest(manager, lambda p: ckpt if _checkpoint_step(p) > plan.stage_start(si) else tf.train.Checkpoint(model=model, step=step))
+    if restored is None and si == 0 and config.init_checkpoint:
+        from mask_od.runs import RunError, restore_weights
 
-    train_data = build_train_dataset(config, batch_size=global_batch)
-    dataset = strategy.experimental_distribute_dataset(train_data)
+        try:
+            print(f"initialised from {restore_weights(model, config.init_checkpoint)}", flush=True)
+        except RunError as e:
+            raise TrainingError(str(e)) from None
+    optimizer.iterations.assign(step)  # tf_keras evaluates the schedule at optimizer.iterations: count global steps
+    batch = config.batch_size * strategy.num_replicas_in_sync
+    data = build_train_dataset(stage_cfg, batch_size=batch, anchors=anchors)
+    if int(step.numpy()) == 0 and not config.init_checkpoint:
+        warm_start_batch_norm(model, next(iter(data))[0][: config.batch_size])
+    train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed)
+    return _StageParts(model, optimizer, lr, total, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),
+                       restored, strategy)
+
+
+def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, clock: "_Clock", callbacks, evaluator) -> None:
+    """Train stage ``si`` to its planned end (re-fitted under a time budget); Ctrl-C saves a checkpoint and stops."""
+    import tensorflow as tf
+
+    stage, run_dir = stages[si], Path(config.output_dir)
+    end = lambda: plan.stage_start(si) + plan.steps[si]  # noqa: E731 - moves when the plan is re-fitted
+    clock.start_stage(si, int(step.numpy()), evaluator)
+    for cb in callbacks:
+        cb.on_stage_start(si, stage, plan)
+    try:
+        while int(step.numpy()) < end():
+            images, labels = next(parts.batches)
+            try:
+                losses = {k: float(v) for k, v in parts.train_step(images, labels).items()}
+            except tf.errors.ResourceExhaustedError:
+                raise TrainingError(f"out of memory at step {int(step.numpy())} with batch_size={config.batch_size}, image_size="
+                                    f"{stage.image_size}: lower batch_size (or image_size), or mixed_precision=true on a GPU") from None
+            step.assign_add(1)
+            s = int(step.numpy())
+            if not math.isfinite(losses["total"]):
+                raise TrainingError(f"loss is {losses['total']} at step {s}: lower learning_rate (now {stage.learning_rate}) "
+                                    "or raise warmup_steps; check the TFRecords for empty or inverted boxes")
+            clock.tick(s, parts.total_steps, stages)
+            last = s >= end()
+            info = clock.info(s, last) | {"lr": float(parts.lr(step)), "image_size": stage.image_size, "model": parts.model,
+                                          "evaluate": bool(config.val_records) and (s in clock.evals or (last and si == len(stages) - 1)),
+                                          "final": s >= plan.total_steps}
+            if clock.first_of_session(s):
+                local = lambda x: parts.strategy.experimental_local_results(x)[0]  # noqa: E731 - first replica's images
+                info["batch"] = (local(images), tf.nest.map_structure(local, labels))
+            if s % config.checkpoint_every == 0 or last:
+                parts.manager.save(checkpoint_number=s)
+                plan.save(run_dir / "plan.json")
+            for cb in callbacks:
+                cb.on_step(s, losses, info)
+    except KeyboardInterrupt:
+        s = int(step.numpy())
+        parts.manager.save(checkpoint_number=s)
+        clock.stop()
+        plan.save(run_dir / "plan.json")
+        for cb in callbacks:
+            cb.on_end()
+        raise TrainingInterrupted(f"interrupted at step {s}: checkpoint saved in {run_dir / 'checkpoints'}; resume with "
+                                  f"python scripts/train.py {run_dir / 'config.yaml'}") from None
+
+
+class _Clock:
+    """Time of the run: training seconds over all sessions (``plan.spent_seconds``), the cost of starting a stage,
+    seconds per step measured every 10 steps (evaluations left out), images per second, ETA; with a time budget it
+    re-fits the plan from those measurements and ends the last stage when only the final evaluation still fits."""
+
+    def __init__(self, plan, config: Config, global_batch: int):
+        self.plan, self.config, self.batch = plan, config, global_batch
+        self.t0, self.spent0 = time.perf_counter(), plan.spent_seconds
+        self.session_step0 = None
+        self.ips, self.evals = 0.0, _eval_steps(config, plan)
+
+    def start_stage(self, si: int, step: int, evaluator) -> None:
+        self.si, self.stage_t0, self.stage_step0, self.evaluator = si, time.perf_counter(), step, evaluator
+        self.session_step0 = step if self.session_step0 is None else self.session_step0
+        self.measured_from = None
+        self.window = (time.perf_counter(), step)
+
+    def first_of_session(self, s: int) -> bool:
+        return s == self.session_step0 + 1
+
+    def stop(self) -> None:
+        self.plan.spent_seconds = self.spent0 + (time.perf_counter() - self.t0)
+
+    def tick(self, s: int, total_var, stages) -> None:
+        from mask_od.schedule import relative_step_cost
+
+        now, plan, si = time.perf_counter(), self.plan, self.si
+        plan.spent_seconds = self.spent0 + (now - self.t0)
+        done = s - plan.stage_start(si)
+        if s - self.stage_step0 == 3:  # model build, tracing and the first steps: the cost of starting a stage
+            plan.setup_seconds = now - self.stage_t0
+            self.measured_from = (now, s, self.evaluator.seconds)
+        elif self.measured_from and (s - self.measured_from[1]) % 10 == 0 and plan.budget_minutes:
+            t, s0, ev0 = self.measured_from
+            sps = (now - t - (self.evaluator.seconds - ev0)) / (s - s0)
+            plan.seconds_per_step[si:] = [sps * relative_step_cost(x.image_size, stages[si].image_size) for x in stages[si:]]
+            if si == len(stages) - 1 and plan.spent_seconds + plan.eval_seconds >= plan.budget_minutes * 60:
+                plan.steps[si] = done  # out of time: this was the last step; the final evaluation follows
+                print(f"time budget used: training ends at step {s}, then the final evaluation", flush=True)
+            else:
+                plan.refit(si, done, max(1, len([e for e in self.evals if e > s])), len(stages) - si - 1)
+                if s - s0 == 10:
+                    print(f"plan from measured speed ({sps:.2f} s/step at {stages[si].image_size}px): {plan.describe()}", flush=True)
+            total_var.assign(plan.steps[si])
+            self.evals = _eval_steps(self.config, plan)
+        if s % self.config.log_every == 0:
+            t, s0 = self.window
+            self.ips = (s - s0) * self.batch / max(now - t, 1e-9)
+            self.window = (now, s)
+
+    def info(self, s: int, last: bool) -> dict:
+        plan = self.plan
+        if plan.budget_minutes:
+            eta = plan.budget_minutes * 60 - plan.spent_seconds
+        else:
+            eta = (time.perf_counter() - self.t0) / max(1, s - self.session_step0) * (plan.total_steps - s)
+        return {"minutes": plan.spent_seconds / 60, "ips": self.ips, "total_steps": plan.total_steps, "last": last,
+                "eta_seconds": eta}
+
+
+def _checkpoint_step(path: str) -> int:
+    return int(path.rsplit("-", 1)[1])
+
+
+def _restore_latest(manager, target_for: Callable[[str], object]) -> str | None:
+    """Restore the newest readable checkpoint into ``target_for(path)`` (a full checkpoint, or model and step only);
+    a corrupt one is skipped with a warning. Returns the path, None when there is none."""
+    import tensorflow as tf
+
+    for path in reversed(manager.checkpoints):
+        try:
+            target = target_for(path)
+            (target.restore if target is manager.checkpoint else target.read)(path).expect_partial()
+            return path
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            print(f"warning: {path} cannot be read ({str(e).splitlines()[0][:120]}); trying the previous checkpoint", flush=True)
+    if manager.checkpoints:
+        raise TrainingError(f"{manager.directory}: none of the checkpoints {manager.checkpoints} can be read")
+    return None
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a JSONL log written after ``step`` (they are redone after a resume)."""
+    from mask_od.fileio import write_text_atomic
+
+    if path.is_file():
+        lines = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= step]
+        write_text_atomic(path, "".join(x + "\n" for x in lines), overwrite=True)
+
+
+def _eval_steps(config: Config, plan) -> list[int]:
+    """Global steps after which the run evaluates: every ``eval_every``, at each stage end and at the last step."""
+    if not config.val_records:
+        return []
+    ends = {plan.stage_start(i + 1) for i in range(len(plan.steps))}
+    every = set(range(config.eval_every, plan.total_steps + 1, config.eval_every)) if config.eval_every else set()
+    return sorted(s for s in every | ends if s <= plan.total_steps)
+
+
+def _count_records(records) -> int:
+    import tensorflow as tf
+
+    from mask_od.input_pipeline import resolve_records
+
+    return sum(1 for _ in tf.data.TFRecordDataset(resolve_records(records)))
+
+
+def _make_train_step(model, optimizer, task, strategy, replicas: int, mixed: bool):
+    import tensorflow as tf
 
     def step_fn(images, labels):
         with tf.GradientTape() as tape:
@@ -181,118 +418,4 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
         losses = strategy.run(step_fn, args=(images, labels))
         return {k: strategy.reduce("MEAN", v, axis=None) for k, v in losses.items()}
 
-    if int(step.numpy()) == 0 and not config.init_checkpoint:
-        from mask_od.model import warm_start_batch_norm
-
-        images, _ = next(iter(train_data))
-        warm_start_batch_norm(model, images[: config.batch_size])
-
-    tb_train = tf.summary.create_file_writer(str(run_dir / "train"))
-    tb_eval = tf.summary.create_file_writer(str(run_dir / "eval"))
-    it = iter(dataset)
-    start_step = int(step.numpy())
-    t_start = time.perf_counter()
-    t_window, n_window, ips = time.perf_counter(), 0, 0.0
-    first_images = True
-    while int(step.numpy()) < config.steps:
-        images, labels = next(it)
-        try:
-            losses = train_step(images, labels)
-        except tf.errors.ResourceExhaustedError:
-            raise TrainingError(f"out of memory at step {int(step.numpy())} with batch_size={config.batch_size}, "
-                                f"image_size={config.image_size}: lower batch_size (or image_size), or set mixed_precision=true on a GPU") from None
-        step.assign_add(1)
-        s = int(step.numpy())
-        n_window += global_batch
-        total = float(losses["total"])
-        if not math.isfinite(total):
-            raise TrainingError(f"loss is {total} at step {s}: lower learning_rate (now {config.learning_rate}) or raise "
-                                "warmup_steps; check the TFRecords for empty or inverted boxes")
-        if first_images:
-            first_images = False
-            with tb_train.as_default(step=s):
-                local = strategy.experimental_local_results(images)[0]
-                local_labels = tf.nest.map_structure(lambda x: strategy.experimental_local_results(x)[0], labels)
-                from official.vision.ops.preprocess_ops import MEAN_RGB, STDDEV_RGB
-
-                rgb = tf.clip_by_value((local[:4] * STDDEV_RGB + MEAN_RGB) / 255.0, 0, 1)
-                gtb = gt_boxes_from_labels(tf.nest.map_structure(lambda x: x[:4], local_labels), config.image_size)
-                tf.summary.image("train_batch_with_boxes", tf.image.draw_bounding_boxes(rgb, gtb, [[0.0, 1.0, 0.0]]), max_outputs=4)
-        if s % config.log_every == 0 or s == config.steps:
-            dt = time.perf_counter() - t_window
-            ips = n_window / dt if dt > 0 else 0.0
-            t_window, n_window = time.perf_counter(), 0
-            cur_lr = float(lr(step)) if callable(lr) else float(lr)
-            with tb_train.as_default(step=s):
-                for k, v in losses.items():
-                    tf.summary.scalar(f"loss/{k}", v)
-                tf.summary.scalar("learning_rate", cur_lr)
-                tf.summary.scalar("images_per_second", ips)
-            with open(run_dir / "train_log.jsonl", "a") as f:
-                f.write(json.dumps({"step": s, "minutes": round((time.perf_counter() - t_start) / 60, 3), "loss": total,
-                                    "cls_loss": float(losses["cls"]), "box_loss": float(losses["box"]),
-                                    "learning_rate": cur_lr, "images_per_second": round(ips, 2)}) + "\n")
-            if progress:
-                done = s - start_step
-                eta = (time.perf_counter() - t_start) / max(done, 1) * (config.steps - s)
-                print(f"step {s}/{config.steps}  loss {total:.4f} (cls {float(losses['cls']):.4f} box {float(losses['box']):.5f})"
-                      f"  lr {cur_lr:.5f}  {ips:.1f} img/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
-        if s % config.checkpoint_every == 0 or s == config.steps:
-            manager.save(checkpoint_number=s)
-        if config.val_records and ((config.eval_every and s % config.eval_every == 0) or s == config.steps):
-            m = evaluate_model(model, config, label_map, config.val_records, out_dir=run_dir / "eval" if s == config.steps else None)
-            entry = {"step": s, "minutes": round((time.perf_counter() - t_start) / 60, 2), "mAP": m["mAP"], "mAP50": m["mAP50"],
-                     "per_class_AP50": {k: v["AP50"] for k, v in m["per_class"].items()}}
-            history.append(entry)
-            with open(history_file, "a") as f:
-                f.write(json.dumps(entry) + "\n")
-            with tb_eval.as_default(step=s):
-                for k in ("mAP", "mAP50", "mAP75", "AR100"):
-                    tf.summary.scalar(f"coco/{k}", m[k])
-                for n, v in m["per_class"].items():
-                    if v["AP50"] is not None:
-                        tf.summary.scalar(f"AP50/{n}", v["AP50"])
-            print(f"eval @ step {s}: mAP {m['mAP']:.3f}  mAP@0.5 {m['mAP50']:.3f}", flush=True)
-            if m["mAP50"] > best["mAP50"]:
-                best = {"mAP50": m["mAP50"], "mAP": m["mAP"], "step": s}
-                best_manager.save(checkpoint_number=s)
-                best_file.write_text(json.dumps(best))
-            if on_eval:
-                on_eval(entry)
-    tb_train.flush()
-    tb_eval.flush()
-    return TrainResult(run_dir, int(step.numpy()), manager.latest_checkpoint, best_manager.latest_checkpoint,
-                       best["mAP50"] if best["mAP50"] >= 0 else None, history, ips)
-
-
-def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False) -> dict:
-    """COCO metrics of an in-memory model on TFRecords, through the same serving function that export saves."""
-    from mask_od.evaluate import evaluate, examples_from_records
-    from mask_od.inference import detections_to_numpy, make_detection_module
-
-    module = make_detection_module(model, config)
-    predict = lambda img: detections_to_numpy(module.serve(img[None]))  # noqa: E731
-    return evaluate(predict, examples_from_records(records, limit), label_map, out_dir=out_dir, progress=progress)
-
-
-def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int | None = None):
-    """(model, config, label_map) of a run directory, weights from ``best`` (falls back to the latest checkpoint).
-    ``image_size`` runs the same weights at another input size (the network is fully convolutional)."""
-    import tensorflow as tf
-
-    from mask_od.config import build_config
-    from mask_od.model import build_model
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise TrainingError(f"{run_dir}: not a run directory (no config.yaml); train first or pass the right folder")
-    config = build_config(run_dir / "config.yaml")
-    if image_size:
-        config = config.replace(image_size=image_size)
-    label_map = read_label_map(run_dir / "label_map.pbtxt")
-    model = build_model(config, len(label_map), load_pretrained=False)
-    path = (tf.train.latest_checkpoint(str(run_dir / "best")) if which == "best" else None) or tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if not path:
-        raise TrainingError(f"{run_dir}: no checkpoint found in best/ or checkpoints/")
-    _restore_init(model, path)
-    return model, config, label_map
+    return train_step

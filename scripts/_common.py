@@ -1,8 +1,5 @@
-"""Helpers shared by the scripts: make the repo importable without installation, quiet TensorFlow's C++ logs."""
+"""Shared by the scripts: TensorFlow's C++ logs quieted before it starts (the package is installed, editable)."""
 
-import os
-import sys
-from pathlib import Path
+from mask_od.runtime import quiet_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+quiet_tensorflow()

@@ -11,7 +11,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="exported saved_model/ folder or .tflite file")
     p.add_argument("--source", default="0", help="camera index, video file, image folder, rtsp:// or http:// URL")
     p.add_argument("--score_threshold", type=float, default=0.5)
-    p.add_argument("--max_boxes", type=int, default=50)
+    p.add_argument("--max_detections", "--max_boxes", type=int, default=50, help="most detections drawn per frame")
     p.add_argument("--num_threads", type=int, default=2)
     p.add_argument("--display", default="auto", choices=["auto", "window", "none"])
     p.add_argument("--output_video", default=None, help="write the annotated video here (.mp4)")
@@ -22,14 +22,14 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     from mask_od.detect import Detector
+    from mask_od.errors import MaskODError
     from mask_od.live import AlertHook, run_live
-    from mask_od.sources import SourceError
 
-    det = Detector(a.model, score_threshold=a.score_threshold, max_boxes=a.max_boxes, num_threads=a.num_threads)
-    alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
     try:
+        det = Detector(a.model, score_threshold=a.score_threshold, max_detections=a.max_detections, num_threads=a.num_threads)
+        alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = run_live(det, a.source, a.display, a.output_video, a.log_path, alert, a.max_frames, overwrite=a.overwrite)
-    except (SourceError, FileExistsError) as e:
+    except (MaskODError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2
     print(s)

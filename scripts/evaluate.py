@@ -19,35 +19,21 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from pathlib import Path
 
+    from mask_od.errors import MaskODError
     from mask_od.evaluate import evaluate, examples_from_records, examples_from_voc, format_metrics
+    from mask_od.runs import predictor
 
-    model = Path(a.model)
-    if (model / "config.yaml").is_file() and (model / "checkpoints").is_dir():  # a training run
-        from mask_od.inference import detections_to_numpy, make_detection_module
-        from mask_od.train import load_trained_model
-
-        net, config, label_map = load_trained_model(model)
-        module = make_detection_module(net, config)
-        predict = lambda img: detections_to_numpy(module.serve(img[None]))  # noqa: E731
-        records = a.records or config.val_records
-        out_dir = Path(a.out_dir or model / "eval")
-    else:
-        from mask_od.detect import Detector
-
-        det = Detector(model, score_threshold=0.0, num_threads=a.num_threads)
-        predict, label_map = det.predict, det.label_map
-        records = a.records
+    try:
+        predict, label_map, run_records, default_out = predictor(a.model, a.num_threads)
+        records = a.records or run_records
         if not records and not a.xml_dir:
-            cfg = next((c for c in (model / "config.yaml", model.parent / "config.yaml") if c.is_file()), None)
-            if cfg is None:
-                print("error: pass --records or --xml_dir")
-                return 2
-            from mask_od.config import build_config
-
-            records = build_config(cfg).val_records
-        out_dir = Path(a.out_dir or (model.parent if model.is_file() else model.parent) / f"eval_{model.stem}")
-    examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit)
-    m = evaluate(predict, examples, label_map, out_dir=out_dir)
+            raise MaskODError(f"{a.model}: no val_records known for it; pass --records or --xml_dir")
+        out_dir = Path(a.out_dir) if a.out_dir else default_out
+        examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit)
+        m = evaluate(predict, examples, label_map, out_dir=out_dir)
+    except (MaskODError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
     print(format_metrics(m))
     print(f"metrics and plots: {out_dir}")
     print(json.dumps({k: m[k] for k in ("mAP", "mAP50", "mAP75", "AR100")}))

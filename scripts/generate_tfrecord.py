@@ -16,13 +16,14 @@ def main(argv=None) -> int:
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--overwrite", action="store_true", help="replace existing record files")
     a = p.parse_args(argv)
-    from mask_od.annotations import AnnotationError
-    from mask_od.label_map import LabelMapError
+    if a.num_shards < 1:
+        p.error(f"--num_shards must be >= 1, got {a.num_shards}")
+    from mask_od.errors import MaskODError
     from mask_od.tfrecord import convert_voc_dir
 
     try:
         r = convert_voc_dir(a.xml_dir, a.labels_path, a.output_path, a.image_dir, a.num_shards, a.csv_path, a.overwrite)
-    except (AnnotationError, LabelMapError, FileExistsError) as e:
+    except (MaskODError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2
     print(f"wrote {r.num_images} images, {r.num_boxes} boxes {r.boxes_per_class} to {', '.join(map(str, r.paths))} "

@@ -15,17 +15,21 @@ def main(argv=None) -> int:
     p.add_argument("-x", "--xml", action="store_true", help="copy the .xml files too (always done; kept for the tutorial's flag)")
     p.add_argument("--xml_dir", default=None, help="annotation folder if not beside the images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="clear train/ and test/ of an earlier split first")
     a = p.parse_args(argv)
-    from mask_od.annotations import AnnotationError, parse_voc_dir
+    if not 0 < a.ratio < 1:
+        p.error(f"-r/--ratio must lie between 0 and 1 (the share of images for test), got {a.ratio:g}")
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.errors import MaskODError
     from mask_od.split import split_annotations, write_split
 
     try:
         anns = parse_voc_dir(a.xml_dir or a.imageDir, a.imageDir)
-    except AnnotationError as e:
+        sp = split_annotations(anns, a.ratio, seed=a.seed)
+        out = write_split(sp, a.outputDir or a.imageDir, overwrite=a.overwrite)
+    except (MaskODError, ValueError, OSError) as e:
         print(f"error: {e}")
         return 2
-    sp = split_annotations(anns, a.ratio, seed=a.seed)
-    out = write_split(sp, a.outputDir or a.imageDir)
     print(f"train {len(sp.train)} images -> {out['train_dir']}\ntest {len(sp.test)} images -> {out['test_dir']}")
     return 0
 

@@ -32,8 +32,9 @@ def main(argv=None) -> int:
     out = workspace / "Mask_detection.executed.ipynb"
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     t0 = time.perf_counter()
+    print(f"running Mask_detection.ipynb with {params}; cell outputs follow", flush=True)
     pm.execute_notebook(str(ROOT / "Mask_detection.ipynb"), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(ROOT), log_output=True, progress_bar=False)
+                        cwd=str(ROOT), progress_bar=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
     print(f"notebook ran in {(time.perf_counter() - t0) / 60:.1f} min; executed copy: {out}")
     return 0
 

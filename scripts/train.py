@@ -12,14 +12,18 @@ def main(argv=None) -> int:
 
         print(__doc__ + "\n\n" + DEFAULTS_PATH.read_text())
         return 0
-    from mask_od.config import ConfigError, build_config, parse_key_values
-    from mask_od.train import TrainingError, train
+    from mask_od.config import build_config, parse_key_values
+    from mask_od.errors import MaskODError
+    from mask_od.train import TrainingInterrupted, train
 
     files = [a for a in argv if "=" not in a]
     try:
         config = build_config(*files, **parse_key_values([a for a in argv if "=" in a]))
         r = train(config)
-    except (ConfigError, TrainingError, FileNotFoundError) as e:
+    except TrainingInterrupted as e:
+        print(str(e), flush=True)
+        return 130
+    except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")
         return 2
     print(f"done: step {r.step}, latest {r.latest_checkpoint}, best {r.best_checkpoint} (mAP@0.5 {r.best_map50})")

@@ -61,3 +61,48 @@ def write_xml(path: Path, filename: str, w: int, h: int, objects: list[tuple[str
     path.write_text(f"{header}<annotation><folder>images</folder><filename>{filename}</filename>{extra}"
                     f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>{objs}</annotation>")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.synthetic import make_synthetic_dataset
+    from mask_od.tfrecord import write_tfrecords
+
+    root = tmp_path_factory.mktemp("tiny")
+    d = make_synthetic_dataset(root / "data", num_images=24, size=128, seed=2)
+    anns = parse_voc_dir(d.xml_dir)
+    write_tfrecords(anns[:20], d.label_map_path, root / "train.record", progress=False)
+    write_tfrecords(anns[20:], d.label_map_path, root / "test.record", progress=False)
+    write_tfrecords(anns[:4], d.label_map_path, root / "four.record", progress=False)
+    return {"train_records": str(root / "train.record"), "val_records": str(root / "test.record"), "label_map": str(d.label_map_path),
+            "four": str(root / "four.record"), "root": root}
+
+
+def tiny_config(rec, out, **kw):
+    """A 128 px run on the tiny records, a few dozen steps; ``kw`` overrides."""
+    from mask_od.config import build_config
+
+    base = dict(train_records=rec["train_records"], val_records=rec["val_records"], label_map=rec["label_map"], image_size=128,
+                batch_size=4, pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "none", steps=60, warmup_steps=5,
+                learning_rate=0.04, anchor_size=2.0, log_every=5, checkpoint_every=20, eval_every=0, output_dir=str(out), aug_color=False)
+    base.update(kw)
+    return build_config(**base)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_records):
+    from mask_od.train import train
+
+    cfg = tiny_config(tiny_records, tiny_records["root"] / "run", steps=100)
+    return train(cfg, progress=False), cfg
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tiny_records):
+    from mask_od.export import export_model
+
+    _, cfg = trained_run
+    out = tiny_records["root"] / "export"
+    report = export_model(cfg.output_dir, out, tflite=("float32", "float16", "int8"), num_check=4, num_calibration=8)
+    return out, report, cfg

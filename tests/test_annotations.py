@@ -2,10 +2,17 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import tree_digest, write_jpeg, write_xml
-from mask_od.annotations import (AnnotationError, annotations_to_dataframe, parse_voc_dir, parse_voc_xml,
-                                 read_image_rgb, write_csv, write_voc_xml)
+
+from mask_od.annotations import (
+    AnnotationError,
+    annotations_to_dataframe,
+    parse_voc_dir,
+    parse_voc_xml,
+    read_image_rgb,
+    write_csv,
+    write_voc_xml,
+)
 
 
 def test_parse_tolerates_missing_path_and_other_extension(tmp_path):

@@ -146,7 +146,8 @@ def pins(path) -> dict[str, str]:
 # What Colab's runtime ships and pins itself (google-colab requires exact pandas, ipykernel, ...): replacing one under
 # the running kernel forces a restart, and a newer ipykernel / jupyter_client can break Colab's own front-end bridge.
 COLAB_SHIPS = {"numpy", "pandas", "matplotlib", "opencv-python", "opencv-python-headless", "ipykernel", "ipython",
-               "jupyter-client", "tornado", "traitlets", "pycocotools", "pillow", "scipy", "protobuf", "tensorflow"}
+               "jupyter-client", "tornado", "traitlets", "pycocotools", "pillow", "scipy", "protobuf", "tensorflow",
+               "ipywidgets"}
 
 
 def test_colab_requirements_add_only_what_colab_lacks_with_the_tested_pins():

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from mask_od.config import Config, ConfigError, build_config, default_values, parse_key_values, _default_comments
+from mask_od.config import Config, ConfigError, _default_comments, build_config, default_values, parse_key_values
 
 
 def test_every_field_has_a_default_and_a_comment():

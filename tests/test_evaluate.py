@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 
+from mask_od.detections import Detections
 from mask_od.evaluate import Sample, coco_metrics, confusion_matrix, evaluate, f1_curves, match_detections
 
 LM = {1: "with_mask", 2: "without_mask"}
 
 
 def sample(i, gt, gc, boxes, classes, scores):
-    return Sample(i, 100, 100, np.array(gt, np.float32).reshape(-1, 4), np.array(gc), np.array(boxes, np.float32).reshape(-1, 4),
-                  np.array(classes), np.array(scores, np.float32))
+    det = Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int64), np.array(scores, np.float32))
+    return Sample(i, 100, 100, np.array(gt, np.float32).reshape(-1, 4), np.array(gc), det)
 
 
 GT = [[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]

@@ -1,15 +1,15 @@
 """Live loop with a fake detector (fast) and the shared street video."""
 
 import json
-from pathlib import Path
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHARED
-from mask_od.detect import Detections
+
+from mask_od.detections import Detections
 from mask_od.live import AlertHook, FrameGrabber, run_live, stream_detections
 from mask_od.sources import SourceError
 
@@ -22,7 +22,7 @@ class FakeDetector:
     def __init__(self, delay_s: float = 0.0):
         self.calls, self.delay_s = 0, delay_s
 
-    def detect(self, rgb):
+    def predict(self, rgb):
         time.sleep(self.delay_s)
         c = 1 + self.calls % 2
         self.calls += 1
@@ -142,10 +142,10 @@ def test_run_live_in_a_window_ends_on_escape(xvfb, tmp_path):
     view = TkWindow()
 
     class PressesEscape(FakeDetector):
-        def detect(self, rgb):
+        def predict(self, rgb):
             if self.calls == 5:  # the user presses Esc while the sixth frame is processed
                 view.root.event_generate("<Escape>")
-            return super().detect(rgb)
+            return super().predict(rgb)
 
     s = run_live(PressesEscape(), frames(50), display=view, drop_frames=False, log_path=tmp_path / "log.jsonl")
     assert s.display == "window" and s.message == "stopped by key"

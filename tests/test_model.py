@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from mask_od.config import build_config
-from mask_od.model import WeightsError, build_backbone, build_model, resolve_pretrained
+from mask_od.model import build_backbone, build_model
+from mask_od.weights import WeightsError, resolve_pretrained
 
 
 @pytest.mark.slow
@@ -27,7 +28,7 @@ def test_backbone_features_equal_keras_applications_loaded_from_same_file(shared
 
 
 def test_resolve_pretrained_local_cache_and_failed_download(tmp_path, monkeypatch):
-    import mask_od.model as m
+    import mask_od.weights as m
 
     assert resolve_pretrained("none", "mobilenet_v2_fpnlite") is None
     local = tmp_path / "w.h5"
@@ -80,7 +81,7 @@ def test_download_is_cached_with_its_checksum(tmp_path, monkeypatch):
     import hashlib
     import io
 
-    import mask_od.model as m
+    import mask_od.weights as m
 
     monkeypatch.setattr(m, "cache_dir", lambda: tmp_path)
     payload = b"weights" * 1000
@@ -106,9 +107,8 @@ def test_download_is_cached_with_its_checksum(tmp_path, monkeypatch):
 def test_features_from_pixels_equal_the_backbone_on_normalized_images(backbone):
     """The TFLite export feeds pixels straight to the Keras-applications network; it must see what training saw."""
     import tensorflow as tf
-    from official.vision.ops.preprocess_ops import normalize_image
-
     import tf_keras
+    from official.vision.ops.preprocess_ops import normalize_image
 
     from mask_od.model import backbone_features_from_pixels
 

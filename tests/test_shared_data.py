@@ -3,8 +3,8 @@
 import collections
 
 import numpy as np
-
 from conftest import need_shared
+
 from mask_od.annotations import parse_voc_dir, parse_voc_xml
 from mask_od.label_map import DEFAULT_CLASSES, validate_names
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import tree_digest
+
 from mask_od.annotations import parse_voc_dir
 from mask_od.boxes import voc_xyxy_to_norm_yxyx
 from mask_od.label_map import LabelMapError, read_label_map

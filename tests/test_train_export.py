@@ -10,43 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 
-from conftest import ROOT, WEIGHTS
 from mask_od.config import build_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def tiny_records(tmp_path_factory):
-    from mask_od.annotations import parse_voc_dir
-    from mask_od.synthetic import make_synthetic_dataset
-    from mask_od.tfrecord import write_tfrecords
-
-    root = tmp_path_factory.mktemp("tiny")
-    d = make_synthetic_dataset(root / "data", num_images=24, size=128, seed=2)
-    anns = parse_voc_dir(d.xml_dir)
-    write_tfrecords(anns[:20], d.label_map_path, root / "train.record", progress=False)
-    write_tfrecords(anns[20:], d.label_map_path, root / "test.record", progress=False)
-    write_tfrecords(anns[:4], d.label_map_path, root / "four.record", progress=False)
-    return {"train_records": str(root / "train.record"), "val_records": str(root / "test.record"), "label_map": str(d.label_map_path),
-            "four": str(root / "four.record"), "root": root}
-
-
-def tiny_config(rec, out, **kw):
-    base = dict(train_records=rec["train_records"], val_records=rec["val_records"], label_map=rec["label_map"], image_size=128,
-                batch_size=4, pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "none", steps=60, warmup_steps=5,
-                learning_rate=0.04, anchor_size=2.0, log_every=5, checkpoint_every=20, eval_every=0, output_dir=str(out), aug_color=False)
-    base.update(kw)
-    return build_config(**base)
-
-
-@pytest.fixture(scope="session")
-def trained_run(tiny_records):
-    from mask_od.train import train
-
-    cfg = tiny_config(tiny_records, tiny_records["root"] / "run", steps=100)
-    return train(cfg, progress=False), cfg
 
 
 def losses(run: Path) -> tuple[float, float]:
@@ -143,16 +111,6 @@ def test_nan_loss_stops_with_the_step_and_a_hint(tiny_records, tmp_path):
         train(cfg, progress=False)
 
 
-@pytest.fixture(scope="session")
-def exported(trained_run, tiny_records):
-    from mask_od.export import export_model
-
-    _, cfg = trained_run
-    out = tiny_records["root"] / "export"
-    report = export_model(cfg.output_dir, out, tflite=("float32", "int8"), num_check=4, num_calibration=8)
-    return out, report, cfg
-
-
 def test_saved_model_follows_the_od_api_contract(exported):
     import tensorflow as tf
 
@@ -180,13 +138,13 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
     compared = matched = 0
     for img, *_ in examples_from_records(tiny_records["val_records"]):
         r, p = ref.predict(img), lite.predict(img)
-        for box, cls, score in zip(r["boxes"], r["classes"], r["scores"]):
+        for box, cls, score in zip(r.boxes, r.classes, r.scores):
             compared += 1
-            if not len(p["scores"]):
+            if not len(p.scores):
                 continue
-            iou = box_iou_yxyx(box[None], p["boxes"])[0]
-            j = int(np.argmax(np.where(p["classes"] == cls, iou, -1)))
-            matched += bool(iou[j] > 0.9 and p["classes"][j] == cls and abs(p["scores"][j] - score) < 0.03)
+            iou = box_iou_yxyx(box[None], p.boxes)[0]
+            j = int(np.argmax(np.where(p.classes == cls, iou, -1)))
+            matched += bool(iou[j] > 0.9 and p.classes[j] == cls and abs(p.scores[j] - score) < 0.03)
     assert compared > 0, "the tiny model detected nothing to compare"
     assert matched >= 0.9 * compared, (matched, compared)
     assert report["check"]["float32"]["agreement"] >= 0.9
@@ -194,8 +152,8 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
 
 def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_records):
     from mask_od.detect import Detector
-    from mask_od.evaluate import evaluate, examples_from_records
-    from mask_od.train import evaluate_model, load_trained_model
+    from mask_od.evaluate import evaluate, evaluate_model, examples_from_records
+    from mask_od.runs import load_trained_model
 
     out, _, cfg = exported
     model, config, lm = load_trained_model(cfg.output_dir)
@@ -207,12 +165,12 @@ def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_rec
 
 def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
     from mask_od.export import ExportError, export_model
-    from mask_od.train import TrainingError
+    from mask_od.runs import RunError
 
     out, _, cfg = exported
     with pytest.raises(ExportError, match="already exists"):
         export_model(cfg.output_dir, out, tflite=())
-    with pytest.raises(TrainingError, match="not a run directory"):
+    with pytest.raises(RunError, match="not a run directory"):
         export_model(tmp_path, tmp_path / "x", tflite=())
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp*"))
     blocker = tmp_path / "file"
@@ -238,7 +196,9 @@ def test_mixed_precision_path_trains_and_restores_the_policy(tiny_records, tmp_p
     log = [json.loads(x) for x in (tmp_path / "mixed" / "train_log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in log) and log[-1]["loss"] < log[0]["loss"]
     assert result.step == 12 and result.history and result.history[-1]["step"] == 12
-    model, _, _ = t.load_trained_model(cfg.output_dir, "latest")
+    from mask_od.runs import load_trained_model
+
+    model, _, _ = load_trained_model(cfg.output_dir, "latest")
     assert model.head.trainable_variables[0].dtype == "float32"  # variables stay float32 under mixed_float16
 
 

@@ -3,7 +3,7 @@ import collections
 import numpy as np
 import pytest
 
-from mask_od.data import repeat_factors
+from mask_od.input_pipeline import repeat_factors
 
 
 def test_repeat_factors_by_hand():
@@ -18,7 +18,7 @@ def test_repeat_factors_by_hand():
 def test_oversample_draws_each_element_as_often_as_its_factor():
     import tensorflow as tf
 
-    from mask_od.data import oversample
+    from mask_od.input_pipeline import oversample
 
     factors = [1.0, 2.5, 1.0, 3.0]
     ds = oversample(tf.data.Dataset.range(4), factors, seed=0)
@@ -33,7 +33,7 @@ def test_oversample_draws_each_element_as_often_as_its_factor():
 
 def test_record_classes_read_back_what_was_written(tmp_path):
     from mask_od.annotations import parse_voc_dir
-    from mask_od.data import record_classes
+    from mask_od.input_pipeline import record_classes
     from mask_od.label_map import read_label_map
     from mask_od.synthetic import make_synthetic_dataset
     from mask_od.tfrecord import write_tfrecords

@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 
 from mask_od.config import Config
-from mask_od.model import ASPECT_RATIOS, MAX_LEVEL, MIN_LEVEL, NUM_SCALES
+from mask_od.model import AnchorSpec
 
 
 def resolve_records(pattern: str | Path | list) -> list[str]:
@@ -33,16 +33,12 @@ def _color_jitter(data: dict, seed: int) -> dict:
     return data
 
 
-def build_parser(config: Config, training: bool):
+def build_parser(config: Config, training: bool, anchors: AnchorSpec | None = None):
     from official.vision.dataloaders.retinanet_input import Parser
 
     return Parser(
         output_size=[config.image_size, config.image_size],
-        min_level=MIN_LEVEL,
-        max_level=MAX_LEVEL,
-        num_scales=NUM_SCALES,
-        aspect_ratios=ASPECT_RATIOS,
-        anchor_size=config.anchor_size,
+        **(anchors or AnchorSpec.from_config(config)).kwargs(),
         aug_rand_hflip=config.aug_hflip and training,
         aug_scale_min=config.aug_scale_min if training else 1.0,
         aug_scale_max=config.aug_scale_max if training else 1.0,
@@ -94,7 +90,7 @@ def oversample(ds, factors: list[float], seed: int):
     return ds.flat_map(copies).shuffle(256, seed=seed + 1)
 
 
-def build_train_dataset(config: Config, records=None, batch_size: int | None = None):
+def build_train_dataset(config: Config, records=None, batch_size: int | None = None, anchors: AnchorSpec | None = None):
     """Endless, shuffled, augmented batches of (normalized image ``[B, S, S, 3]``, RetinaNet labels). With
     ``repeat_threshold`` > 0, images of rare classes come back more often (:func:`repeat_factors`, rounded at random
     each epoch so the expected count is the factor)."""
@@ -103,7 +99,7 @@ def build_train_dataset(config: Config, records=None, batch_size: int | None = N
 
     files = resolve_records(records or config.train_records)
     decoder = TfExampleDecoder()
-    parser = build_parser(config, training=True)
+    parser = build_parser(config, training=True, anchors=anchors)
     ds = tf.data.TFRecordDataset(files).cache()
     if config.repeat_threshold > 0:
         factors, per_class = repeat_factors(record_classes(files), config.repeat_threshold)
@@ -119,7 +115,7 @@ def build_train_dataset(config: Config, records=None, batch_size: int | None = N
     return ds.batch(batch_size or config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def iter_decoded(records) -> "tf.data.Dataset":
+def iter_decoded(records):
     """Decoded examples (uint8 image, normalized yxyx ``groundtruth_boxes``, label-map ``groundtruth_classes``...)."""
     import tensorflow as tf
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder

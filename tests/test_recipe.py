@@ -1,0 +1,154 @@
+"""Recipe v2 on a tiny model: stages across Ctrl-C and resume, a time budget that ends on time, TFLite that keeps
+every class the SavedModel detects, and the parity check that fails on a doctored TFLite output."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _log(run: Path, name: str) -> list[dict]:
+    return [json.loads(x) for x in (run / name).read_text().splitlines() if x.strip()]
+
+
+def test_stages_survive_ctrl_c_and_resume(tiny_records, tmp_path, capsys, monkeypatch):
+    """Two stages (96 then 128 px) in one run directory, interrupted in each stage and resumed: no step is logged
+    twice, minutes keep counting, evaluation is at the final size, and best.json is written atomically."""
+    from mask_od.runs import load_trained_model
+    from mask_od.train import TrainingInterrupted, train
+
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(str(b)), real_replace(a, b))[1])
+    run = tmp_path / "staged"
+    cfg = tiny_config(tiny_records, run, stages="96:0.5:0.04,128:0.5:0.01", steps=12, eval_every=3, log_every=1,
+                      checkpoint_every=100, warmup_steps=2)
+    assert cfg.image_size == 128
+
+    def stop_at(step):
+        def hook(entry):
+            if entry["step"] == step:
+                raise KeyboardInterrupt
+        return hook
+
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 3: checkpoint saved .*resume with python scripts/train.py"):
+        train(cfg, on_eval=stop_at(3))
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 9"):
+        train(cfg, on_eval=stop_at(9))
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "ckpt-3 at step 3" in out
+    result = train(cfg)
+    assert "ckpt-9 at step 9" in capsys.readouterr().out
+    assert result.step == 12
+    log = _log(run, "train_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 13))  # interrupted steps are redone, never logged twice
+    assert [r["image_size"] for r in log] == [96] * 6 + [128] * 6
+    minutes = [r["minutes"] for r in log]
+    assert minutes == sorted(minutes) and minutes[-1] > minutes[5] > 0  # counted over all three sessions
+    assert [h["step"] for h in _log(run, "eval_history.jsonl")] == [3, 6, 9, 12]
+    assert json.loads((run / "plan.json").read_text())["steps"] == [6, 6]
+    assert any(r.endswith("best.json") for r in replaced) and any(r.endswith("plan.json") for r in replaced)
+    model, config, _ = load_trained_model(run)
+    assert config.image_size == 128 and model.backbone.input_shape[1] == 128
+
+
+def test_time_budget_plans_from_measured_speed_and_ends_on_time(tiny_records, tmp_path, capsys):
+    """A tiny budget (45 s) ends on time: steps come from the measured speed, not from ``steps``; the final evaluation
+    is inside the budget. (Stages under a budget share the same planner; their resume is tested above.)"""
+    from mask_od.train import train
+
+    budget_min = 0.75
+    run = tmp_path / "budget"
+    cfg = tiny_config(tiny_records, run, image_size=96, time_budget_min=budget_min, steps=5, eval_every=0,
+                      checkpoint_every=25, log_every=10)
+    result = train(cfg)
+    out = capsys.readouterr().out
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["seconds_per_step"][0] > 0 and ("plan from measured speed" in out or "time budget used" in out)
+    spent = plan["spent_seconds"]
+    assert 0.85 * budget_min * 60 <= spent <= 1.1 * budget_min * 60, (spent, plan["steps"])
+    assert result.step == sum(plan["steps"]) > 5  # the budget, not `steps`, decided
+    assert [h["step"] for h in result.history] == [result.step]  # the final evaluation ran, inside the budget
+    again = train(cfg)  # resuming a finished run keeps its plan and does nothing more
+    assert again.step == result.step and json.loads((run / "plan.json").read_text())["steps"] == plan["steps"]
+
+
+def _class_logits_model(size: int = 128):
+    """A random 3-class model whose class logits vary with the image (so ties cannot decide), with the background
+    switched off and only one anchor shape scoring, for both with_mask (id 1) and mask_weared_incorrect (id 3);
+    boxes are the anchors."""
+    from mask_od.config import build_config
+    from mask_od.model import build_model
+
+    # anchors that fit inside the image and zero box offsets: both files then see the same boxes (the SavedModel clips
+    # boxes to the image before NMS, TFLite's op does not, which alone would change which overlapping boxes survive)
+    cfg = build_config(image_size=size, pretrained="none", class_agnostic_nms=False, score_threshold=0.05, max_detections=300,
+                       anchor_size=0.75)
+    model = build_model(cfg, 3, load_pretrained=False)
+    rng = np.random.default_rng(0)
+    from mask_od.model import warm_start_batch_norm
+
+    warm_start_batch_norm(model, rng.normal(0, 1, (4, size, size, 3)).astype(np.float32))  # features of unit scale
+    head = {v.name.split("/")[-2] + "/" + v.name.split("/")[-1]: v for v in model.head.variables}
+    kernel = next(v for k, v in head.items() if k == "scores/pointwise_kernel:0")
+    bias = next(v for k, v in head.items() if k == "scores/bias:0")
+    kernel.assign(rng.normal(0, 0.3, kernel.shape).astype(np.float32))
+    b = np.full([9, 4], -9.0, np.float32)
+    b[4, 1] = 0.0  # anchor shape 4: with_mask
+    b[4, 3] = 0.0  # and the rare class
+    bias.assign(b.reshape(-1))
+    for v in model.head.variables:
+        if v.name.split("/")[-2] == "boxes":
+            v.assign(np.zeros(v.shape, np.float32))
+    return model, cfg
+
+
+def test_tflite_keeps_every_class_the_saved_model_detects(tmp_path):
+    """The per-class post-processing: with 2 threads the old single regular-NMS op never output the last class."""
+    from mask_od.boxes import box_iou_yxyx
+    from mask_od.detect import Detector
+    from mask_od.export import convert_tflite, make_tflite_function, save_tflite_graph
+    from mask_od.inference import detections_from_outputs, make_detection_module
+
+    model, cfg = _class_logits_model()
+    image = np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    ref = detections_from_outputs(make_detection_module(model, cfg).serve(image[None]))
+    data = convert_tflite(save_tflite_graph(make_tflite_function(model, cfg), model, tmp_path / "g"), "float32")
+    (tmp_path / "m.tflite").write_bytes(data)
+    lm = {1: "with_mask", 2: "without_mask", 3: "mask_weared_incorrect"}
+    for threads in (1, 2):
+        lite = Detector(tmp_path / "m.tflite", label_map=lm, score_threshold=0.0, max_detections=300, num_threads=threads).predict(image)
+        assert set(ref.classes.tolist()) == {1, 3}
+        assert set(lite.classes.tolist()) == {1, 3}, threads
+        for c in (1, 3):  # the same boxes and scores per class
+            r, p = ref.classes == c, lite.classes == c
+            assert r.sum() == p.sum(), (threads, c)
+            np.testing.assert_allclose(lite.scores[p], ref.scores[r], atol=1e-4)
+            assert box_iou_yxyx(lite.boxes[p], ref.boxes[r]).max(axis=1).min() > 0.99  # same boxes (ties in any order)
+        # one face (one anchor box) carries both classes
+        both = box_iou_yxyx(lite.boxes[lite.classes == 1], lite.boxes[lite.classes == 3]) > 0.99
+        assert both.any()
+
+
+def test_parity_failures_by_hand():
+    from mask_od.export import parity_failures
+
+    ref = {"mAP50": 0.70, "detections_per_class": {"with_mask": 50, "without_mask": 10, "mask_weared_incorrect": 4}}
+    good = {"mAP50": 0.695, "detections_per_class": {"with_mask": 50, "without_mask": 9, "mask_weared_incorrect": 3},
+            "agreement": 0.98, "reference_detections": 40}
+    low = dict(good, mAP50=0.685)
+    gone = dict(good, detections_per_class={"with_mask": 52, "without_mask": 9, "mask_weared_incorrect": 0})
+    none_found = dict(good, agreement=0.0)
+    check = {"saved_model": ref, "max_map50_drop": 0.01, "good": good, "low": low, "gone": gone, "none": none_found}
+    assert parity_failures(check, ["good"]) == []
+    assert "1.5 points below" in parity_failures(check, ["low"])[0]
+    assert "never outputs mask_weared_incorrect" in parity_failures(check, ["gone"])[0]
+    assert "finds none" in parity_failures(check, ["none"])[0]
+    empty_ref = {"saved_model": dict(ref, detections_per_class={"with_mask": 0}), "max_map50_drop": 0.01,
+                 "x": dict(good, agreement=None, reference_detections=0, mAP50=0.70)}
+    assert parity_failures(empty_ref, ["x"]) == []  # nothing to compare is not counted as agreement, nor as failure
