@@ -98,7 +98,16 @@ def plot_training_curves(run_dir: Path | str) -> Path | None:
     if evals:
         ax[0, 2].plot([e["minutes"] for e in evals], [e["mAP50"] for e in evals], "o-", label="mAP@0.5", color="#2ecc40")
         ax[0, 2].plot([e["minutes"] for e in evals], [e["mAP"] for e in evals], "o-", label="mAP@[.5:.95]", color="#0074d9")
-        ax[0, 2].legend()
+        names = [n for n in evals[-1].get("per_class_AP50", {}) if evals[-1]["per_class_AP50"][n] is not None]
+        for i, n in enumerate(names):  # AP@0.5 of each class, dashed in the class colours of the other plots
+            pts = [(e["minutes"], e["per_class_AP50"].get(n)) for e in evals if e.get("per_class_AP50", {}).get(n) is not None]
+            ax[0, 2].plot(*zip(*pts), "--", lw=1.2, color=np.asarray(class_color_rgb(i + 1)) / 255, label=f"AP@0.5 {n}")
+        ax[0, 2].legend(fontsize=8, loc="upper left")
+    sizes = [(r["step"], r.get("image_size")) for r in rows]
+    for (s0, a0), (s1, a1) in zip(sizes, sizes[1:]):
+        if a0 and a1 and a0 != a1:  # a new stage of input size
+            ax[0, 0].axvline(s1, color="#aaaaaa", ls=":")
+            ax[0, 0].text(s1, ax[0, 0].get_ylim()[1], f" {a1}px", va="top", fontsize=8, color="#666666")
     ax[0, 2].set(xlabel="training minutes", title="Validation mAP", ylim=(0, 1))
     for a in ax.flat:
         a.grid(alpha=0.3)

@@ -195,9 +195,10 @@ def export_model(
     from mask_od.evaluate import examples_from_records
     from mask_od.inference import make_detection_module
     from mask_od.input_pipeline import resolve_records
-    from mask_od.runs import load_trained_model
+    from mask_od.runs import load_trained_model, require_run_dir
 
     out_dir = Path(out_dir)
+    require_run_dir(run_dir)
     check_out_dir(run_dir, out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,14 @@ def restore_weights(model, path: str | Path) -> str:
     return path
 
 
+def require_run_dir(run_dir: Path | str) -> Path:
+    """``run_dir`` as a Path; :class:`RunError` when it holds no ``config.yaml`` (not what training leaves)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunError(f"{run_dir}: not a run directory (no config.yaml); train first or pass the right folder")
+    return run_dir
+
+
 def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int | None = None):
     """(model, config, label_map) of a run directory, weights from ``best`` (falls back to the latest checkpoint).
     ``image_size`` runs the same weights at another input size (the network is fully convolutional)."""
@@ -48,9 +56,7 @@ def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int
     from mask_od.config import build_config
     from mask_od.model import build_model
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunError(f"{run_dir}: not a run directory (no config.yaml); train first or pass the right folder")
+    run_dir = require_run_dir(run_dir)
     config = build_config(run_dir / "config.yaml")
     if image_size:
         config = dataclasses.replace(config, image_size=image_size)

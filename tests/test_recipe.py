@@ -17,7 +17,7 @@ def _log(run: Path, name: str) -> list[dict]:
 
 
 def test_stages_survive_ctrl_c_and_resume(tiny_records, tmp_path, capsys, monkeypatch):
-    """Two stages (96 then 128 px) in one run directory, interrupted in each stage and resumed: no step is logged
+    """Two stages (64 then 96 px) in one run directory, interrupted in each stage and resumed: no step is logged
     twice, minutes keep counting, evaluation is at the final size, and best.json is written atomically."""
     from mask_od.runs import load_trained_model
     from mask_od.train import TrainingInterrupted, train
@@ -26,9 +26,9 @@ def test_stages_survive_ctrl_c_and_resume(tiny_records, tmp_path, capsys, monkey
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(str(b)), real_replace(a, b))[1])
     run = tmp_path / "staged"
-    cfg = tiny_config(tiny_records, run, stages="96:0.5:0.04,128:0.5:0.01", steps=12, eval_every=3, log_every=1,
-                      checkpoint_every=100, warmup_steps=2)
-    assert cfg.image_size == 128
+    cfg = tiny_config(tiny_records, run, stages="64:0.5:0.04,96:0.5:0.01", image_size=96, steps=12, eval_every=3,
+                      log_every=1, checkpoint_every=100, warmup_steps=2)
+    assert cfg.image_size == 96
 
     def stop_at(step):
         def hook(entry):
@@ -47,14 +47,14 @@ def test_stages_survive_ctrl_c_and_resume(tiny_records, tmp_path, capsys, monkey
     assert result.step == 12
     log = _log(run, "train_log.jsonl")
     assert [r["step"] for r in log] == list(range(1, 13))  # interrupted steps are redone, never logged twice
-    assert [r["image_size"] for r in log] == [96] * 6 + [128] * 6
+    assert [r["image_size"] for r in log] == [64] * 6 + [96] * 6
     minutes = [r["minutes"] for r in log]
     assert minutes == sorted(minutes) and minutes[-1] > minutes[5] > 0  # counted over all three sessions
     assert [h["step"] for h in _log(run, "eval_history.jsonl")] == [3, 6, 9, 12]
     assert json.loads((run / "plan.json").read_text())["steps"] == [6, 6]
     assert any(r.endswith("best.json") for r in replaced) and any(r.endswith("plan.json") for r in replaced)
     model, config, _ = load_trained_model(run)
-    assert config.image_size == 128 and model.backbone.input_shape[1] == 128
+    assert config.image_size == 96 and model.backbone.input_shape[1] == 96
 
 
 def test_time_budget_plans_from_measured_speed_and_ends_on_time(tiny_records, tmp_path, capsys):
@@ -79,9 +79,9 @@ def test_time_budget_plans_from_measured_speed_and_ends_on_time(tiny_records, tm
 
 
 def _class_logits_model(size: int = 128):
-    """A random 3-class model whose class logits vary with the image (so ties cannot decide), with the background
-    switched off and only one anchor shape scoring, for both with_mask (id 1) and mask_weared_incorrect (id 3);
-    boxes are the anchors."""
+    """A seeded random 3-class model whose class logits vary with the image (so ties cannot decide), with the background
+    switched off and only one anchor shape scoring; mask_weared_incorrect (id 3) scores like with_mask (id 1) less
+    0.2 in logit at every anchor, so each face (anchor) carries both classes; boxes are the anchors."""
     from mask_od.config import build_config
     from mask_od.model import build_model
 
@@ -89,6 +89,9 @@ def _class_logits_model(size: int = 128):
     # boxes to the image before NMS, TFLite's op does not, which alone would change which overlapping boxes survive)
     cfg = build_config(image_size=size, pretrained="none", class_agnostic_nms=False, score_threshold=0.05, max_detections=300,
                        anchor_size=0.75)
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
     model = build_model(cfg, 3, load_pretrained=False)
     rng = np.random.default_rng(0)
     from mask_od.model import warm_start_batch_norm
@@ -97,10 +100,12 @@ def _class_logits_model(size: int = 128):
     head = {v.name.split("/")[-2] + "/" + v.name.split("/")[-1]: v for v in model.head.variables}
     kernel = next(v for k, v in head.items() if k == "scores/pointwise_kernel:0")
     bias = next(v for k, v in head.items() if k == "scores/bias:0")
-    kernel.assign(rng.normal(0, 0.3, kernel.shape).astype(np.float32))
+    k = rng.normal(0, 0.3, kernel.shape).astype(np.float32).reshape(1, 1, -1, 9, 4)
+    k[..., 3] = k[..., 1]  # the rare class follows with_mask
+    kernel.assign(k.reshape(kernel.shape))
     b = np.full([9, 4], -9.0, np.float32)
     b[4, 1] = 0.0  # anchor shape 4: with_mask
-    b[4, 3] = 0.0  # and the rare class
+    b[4, 3] = -0.2  # and the rare class, a little lower
     bias.assign(b.reshape(-1))
     for v in model.head.variables:
         if v.name.split("/")[-2] == "boxes":

@@ -61,7 +61,7 @@ def test_tensorboard_has_scalars_and_a_batch_image(trained_run):
     assert "coco/mAP50" in eval_tags
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tiny_records, tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_records, tmp_path, capsys):
     out = tmp_path / "run"
     args = [f"{k}={v}" for k, v in dict(train_records=tiny_records["train_records"], val_records="", label_map=tiny_records["label_map"],
                                          image_size=128, batch_size=2, pretrained="none", steps=5000, warmup_steps=0,
@@ -86,10 +86,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_records, tmp_path):
     from mask_od.train import train
 
     cfg = build_config(out / "config.yaml").replace(steps=killed_at + 4)
-    r = train(cfg, progress=False)
+    r = train(cfg, progress=True)
+    assert f"ckpt-{killed_at} at step {killed_at}" in capsys.readouterr().out  # continues from the checkpoint, not from 0
     assert r.step == killed_at + 4
-    lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    assert lines[-1]["step"] == killed_at + 4
+    steps = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == killed_at + 4  # steps logged after the checkpoint are not repeated
 
 
 def test_init_checkpoint_must_match(trained_run, tiny_records, tmp_path):
