@@ -20,6 +20,11 @@ def test_cells_are_thin_and_parameters_are_tagged():
         src = "".join(c["source"])
         assert "def " not in src and "class " not in src, src[:80]
         assert len(src.splitlines()) <= (25 if i == 0 else 20)  # the parameters cell is a list of settings
+    from papermill.translators import PythonTranslator
+
+    params = dict(cells[0], source="".join(cells[0]["source"]))
+    names = [line.split("=")[0].strip() for line in params["source"].splitlines() if "=" in line.split("#")[0]]
+    assert [x.name for x in PythonTranslator.inspect(params)] == names  # papermill parses every parameter line
 
 
 @pytest.mark.slow
