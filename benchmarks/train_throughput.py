@@ -37,6 +37,7 @@ def main() -> None:
             print(size, out[size], flush=True)
         finally:
             shutil.rmtree(tmp)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_throughput.json").write_text(json.dumps(out, indent=1))
 
 
