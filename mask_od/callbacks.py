@@ -12,6 +12,18 @@ from typing import Callable, Sequence
 from mask_od.config import Config
 
 
+def trim_jsonl(path: Path, step: int) -> list[dict]:
+    """Keep the rows of a JSONL log (``train_log.jsonl``, ``eval_history.jsonl``) up to ``step``, rewriting the file
+    atomically (a resumed run redoes the steps after its checkpoint); returns the rows kept."""
+    from mask_od.fileio import write_text_atomic
+
+    if not path.is_file():
+        return []
+    rows = [r for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip()) if r["step"] <= step]
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows), overwrite=True)
+    return rows
+
+
 class Callback:
     def on_stage_start(self, stage_index: int, stage, plan) -> None: ...
     def on_step(self, step: int, losses: dict, info: dict) -> None: ...
@@ -131,11 +143,7 @@ class EvaluateAndKeepBest(Callback):
 
     def forget_after(self, step: int) -> None:
         """A resumed run redoes the steps after its checkpoint: their evaluations are dropped from the history."""
-        from mask_od.fileio import write_text_atomic
-
-        self.history = [h for h in self.history if h["step"] <= step]
-        if self.history_file.exists():
-            write_text_atomic(self.history_file, "".join(json.dumps(h) + "\n" for h in self.history), overwrite=True)
+        self.history = trim_jsonl(self.history_file, step)
 
     def _final_size_model(self, model):
         if model.backbone.input_shape[1] == self.config.image_size:

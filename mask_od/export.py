@@ -14,7 +14,7 @@ import numpy as np
 from mask_od.config import Config
 from mask_od.detections import ALL, SHOWN
 from mask_od.errors import MaskODError
-from mask_od.fileio import remove_path, replace_path, temp_sibling
+from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 MAX_MAP50_DROP = 0.01  # a TFLite file may score at most this much mAP@0.5 below the SavedModel of its export
@@ -252,8 +252,10 @@ def check_out_dir(run_dir: Path | str, out_dir: Path | str, overwrite: bool) -> 
                           "contain it (the export would replace checkpoints); choose e.g. workspace/exported-models/NAME")
     if not out.exists():
         return
-    if not overwrite:
-        raise ExportError(f"{out_dir} already exists; refusing to overwrite it (pass --overwrite, or overwrite=True in Python)")
+    try:
+        refuse_existing(out_dir, overwrite)
+    except FileExistsError as e:
+        raise ExportError(str(e)) from None
     if not out.is_dir() or not (out / "export_report.json").is_file():
         raise ExportError(f"{out_dir} exists and is not an export made by mask_od (no export_report.json): refusing to "
                           "replace it even with --overwrite; choose an empty or new folder")

@@ -4,7 +4,6 @@ checkpoints N deep with resume (Ctrl-C saves one), TensorBoard, periodic COCO ev
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -130,7 +129,7 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     import tensorflow as tf
     import tf_keras
 
-    from mask_od.callbacks import ConsoleLogger, EvaluateAndKeepBest, JsonlLogger, TensorBoardLogger
+    from mask_od.callbacks import ConsoleLogger, EvaluateAndKeepBest, JsonlLogger, TensorBoardLogger, trim_jsonl
     from mask_od.fileio import write_bytes_atomic
     from mask_od.schedule import parse_stages
 
@@ -161,7 +160,7 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
         parts = _build_stage(config, stages, si, plan, strategy, step, label_map_classes(label_map), mixed, fresh=latest is None)
         if parts.restored and clock.session_step0 is None:
             print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
-            _trim_log(run_dir / "train_log.jsonl", int(step.numpy()))
+            trim_jsonl(run_dir / "train_log.jsonl", int(step.numpy()))
             evaluator.forget_after(int(step.numpy()))
         _run_stage(config, si, stages, plan, parts, step, clock, loggers + [evaluator], evaluator)
         latest = parts.manager.latest_checkpoint
@@ -185,7 +184,9 @@ def _load_plan(config: Config, stages, run_dir: Path):
         if config.time_budget_min:
             plan.steps, plan.seconds_per_step = old.steps, old.seconds_per_step
     if plan.budget_minutes and not plan.eval_seconds and config.val_records:
-        plan.eval_seconds = _count_records(config.val_records) * 0.05 + 5.0  # until the first evaluation is timed
+        from mask_od.input_pipeline import record_classes
+
+        plan.eval_seconds = len(record_classes(config.val_records)) * 0.05 + 5.0  # until the first evaluation is timed
     return plan
 
 
@@ -370,15 +371,6 @@ def _restore_latest(manager, target_for: Callable[[str], object]) -> str | None:
     return None
 
 
-def _trim_log(path: Path, step: int) -> None:
-    """Drop the lines of a JSONL log written after ``step`` (they are redone after a resume)."""
-    from mask_od.fileio import write_text_atomic
-
-    if path.is_file():
-        lines = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= step]
-        write_text_atomic(path, "".join(x + "\n" for x in lines), overwrite=True)
-
-
 def _eval_steps(config: Config, plan) -> list[int]:
     """Global steps after which the run evaluates: every ``eval_every``, at each stage end and at the last step."""
     if not config.val_records:
@@ -386,14 +378,6 @@ def _eval_steps(config: Config, plan) -> list[int]:
     ends = {plan.stage_start(i + 1) for i in range(len(plan.steps))}
     every = set(range(config.eval_every, plan.total_steps + 1, config.eval_every)) if config.eval_every else set()
     return sorted(s for s in every | ends if s <= plan.total_steps)
-
-
-def _count_records(records) -> int:
-    import tensorflow as tf
-
-    from mask_od.input_pipeline import resolve_records
-
-    return sum(1 for _ in tf.data.TFRecordDataset(resolve_records(records)))
 
 
 def _make_train_step(model, optimizer, task, strategy, replicas: int, mixed: bool):
