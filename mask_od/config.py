@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mask_od.errors import MaskODError
+from mask_od.shipped import SHIPPED
 
 DEFAULTS_PATH = Path(__file__).with_name("default.yaml")
 BACKBONES = ("mobilenet_v2_fpnlite", "resnet50_fpn")
@@ -192,7 +193,7 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
             values[k] = _coerce(k, v, defaults[k])
     _check_ranges(values)
     for k in PATH_KEYS:  # relative to the working directory of the build, saved absolute: runs work from any folder
-        if values[k] and not (k == "pretrained" and values[k].lower() in ("imagenet", "none", "null")):
+        if values[k] and not (k == "pretrained" and values[k].lower() in ("imagenet", "none", "null", *SHIPPED)):
             values[k] = str(Path(values[k]).expanduser().absolute())
     if values["stages"].strip():
         from mask_od.schedule import parse_stages

@@ -70,6 +70,10 @@ class Detector:
         if self.kind == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
+            from mask_od.shipped import verify_model_file
+
+            verify_model_file(self.path)  # a file of a packaged model (models/face_mask) must match its sha256
+
             try:
                 self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
                 self._interp.allocate_tensors()

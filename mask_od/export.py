@@ -119,8 +119,11 @@ def _per_class_postprocess(boxes, scores, anchors, post_cfg: dict):
     # regular one caps each class at detections_per_class, which the converter drops: the kernel's default 100 applies)
     one = dict(post_cfg, use_regular_nms=False, max_classes_per_detection=1)
     outs = [_postprocess_op(boxes, scores[..., c : c + 1], anchors, one) for c in range(k)]
-    all_boxes = tf.concat([o[0] for o in outs], 1)  # [1, K*M, 4]; rows past an op's count have score 0
-    all_scores = tf.concat([o[2] for o in outs], 1)  # [1, K*M]
+    all_boxes = tf.concat([o[0] for o in outs], 1)  # [1, K*M, 4]
+    # rows past an op's count are not guaranteed to be zero (the fast-NMS kernel leaves scores there): mask them
+    # (integer row numbers and counts: nothing here for the int8 converter to quantize)
+    rows = tf.range(m)[None]
+    all_scores = tf.concat([tf.where(rows < tf.cast(o[3], tf.int32)[:, None], o[2], tf.zeros_like(o[2])) for o in outs], 1)
     top_scores, idx = tf.math.top_k(all_scores, k=m, sorted=True)
     top_boxes = tf.gather(all_boxes, idx, batch_dims=1)
     top_classes = tf.cast(idx // m, tf.float32)

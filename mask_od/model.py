@@ -106,11 +106,14 @@ def build_model(config: Config, num_classes: int, load_pretrained: bool = True, 
     from official.vision.modeling.layers.detection_generator import MultilevelDetectionGenerator
     from official.vision.modeling.retinanet_model import RetinaNetModel
 
+    from mask_od.shipped import is_packaged
     from mask_od.weights import resolve_pretrained
 
     anchors = anchors or AnchorSpec.from_config(config)
     lite = config.backbone == "mobilenet_v2_fpnlite"
-    weights = resolve_pretrained(config.pretrained, config.backbone) if load_pretrained else None
+    # a packaged detector (pretrained: face_mask) is loaded whole after the build (mask_od.transfer), not as a backbone
+    backbone_file = load_pretrained and not is_packaged(config.pretrained)
+    weights = resolve_pretrained(config.pretrained, config.backbone) if backbone_file else None
     reg = tf_keras.regularizers.l2(config.weight_decay) if config.weight_decay > 0 else None
     backbone = build_backbone(config.backbone, config.image_size, weights, config.freeze_backbone_bn)
     filters = 128 if lite else 256

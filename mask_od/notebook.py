@@ -190,3 +190,38 @@ def latest_export(workspace: Path | str) -> Path | None:
     """The newest ``model_float32.tflite`` under ``workspace/exported-models`` (for pre-labels), or None."""
     files = sorted(Path(workspace, "exported-models").glob("*/model_float32.tflite"), key=lambda p: p.stat().st_mtime)
     return files[-1] if files else None
+
+
+def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Path]:
+    """Run ``detector`` on every image of ``folder`` and save each with its boxes drawn as ``out_dir/<name>.png``
+    (the notebook's "try it first" without a camera); prints what was found per photo. Returns the PNG paths."""
+    import cv2
+
+    from mask_od.detect import draw_detections
+    from mask_od.sources import iter_frames
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    paths = []
+    for path, bgr in zip(names, iter_frames(folder)):
+        det = detector.predict(bgr[..., ::-1])
+        counts = {n: det.names.count(n) for n in dict.fromkeys(det.names)}
+        print(f"{path.name}: {len(det.names)} faces {counts}")
+        png = out_dir / f"{path.stem}.png"
+        cv2.imwrite(str(png), draw_detections(bgr[..., ::-1], det)[..., ::-1])
+        paths.append(png)
+    return paths
+
+
+def live_model(export_dir: Path | str) -> Path:
+    """The model for the live step: this run's export (float32 TFLite, else its SavedModel), or the shipped face-mask
+    model when the run was not trained or exported here (says so)."""
+    export_dir = Path(export_dir)
+    for candidate in (export_dir / "model_float32.tflite", export_dir / "saved_model"):
+        if candidate.exists():
+            return candidate
+    from mask_od.shipped import default_live_model
+
+    print(f"no export in {export_dir} (training or export skipped): using the shipped face-mask model")
+    return default_live_model()

@@ -97,6 +97,12 @@ def check_inputs(config: Config) -> None:
                 raise TrainingError(f"{key}: {e}") from None
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
+    from mask_od.shipped import is_packaged
+
+    if is_packaged(config.pretrained) and not config.init_checkpoint:
+        from mask_od.transfer import check_packaged
+
+        check_packaged(config)  # sha256, backbone and anchors, before the run directory is written
 
 
 MODEL_KEYS = ("backbone", "anchor_size", "stages")  # what a checkpoint's weights were trained for: fixed on resume
@@ -157,7 +163,7 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     clock = _Clock(plan, config, config.batch_size * strategy.num_replicas_in_sync)
     parts = None
     for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
-        parts = _build_stage(config, stages, si, plan, strategy, step, label_map_classes(label_map), mixed, fresh=latest is None)
+        parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None)
         if parts.restored and clock.session_step0 is None:
             print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
             trim_jsonl(run_dir / "train_log.jsonl", int(step.numpy()))
@@ -203,15 +209,20 @@ class _StageParts:
     strategy: object
 
 
-def _build_stage(config: Config, stages, si: int, plan, strategy, step, num_classes: int, mixed: bool, fresh: bool) -> _StageParts:
+def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_map: dict, mixed: bool, fresh: bool) -> _StageParts:
     """Model at the stage's input size, its optimizer and schedule, checkpoints restored (the optimizer too when the
-    checkpoint was written in this stage; weights only from an earlier stage), BatchNorm warm start on a new run."""
+    checkpoint was written in this stage; weights only from an earlier stage); a new run starts from ``init_checkpoint``,
+    a packaged detector (``pretrained: face_mask``) or backbone weights with a BatchNorm warm start of FPN and head."""
     import tensorflow as tf
     import tf_keras
 
     from mask_od.input_pipeline import build_train_dataset
     from mask_od.model import AnchorSpec, build_model, warm_start_batch_norm
     from mask_od.schedule import make_stage_schedule
+    from mask_od.shipped import is_packaged
+
+    num_classes = label_map_classes(label_map)
+    detector_init = is_packaged(config.pretrained) and not config.init_checkpoint
 
     stage = stages[si]
     stage_cfg = dataclasses.replace(config, image_size=stage.image_size, learning_rate=stage.learning_rate)
@@ -234,10 +245,14 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, num_clas
             print(f"initialised from {restore_weights(model, config.init_checkpoint)}", flush=True)
         except RunError as e:
             raise TrainingError(str(e)) from None
+    if restored is None and si == 0 and fresh and detector_init:
+        from mask_od.transfer import init_from_packaged
+
+        print(init_from_packaged(model, stage_cfg, label_map), flush=True)
     optimizer.iterations.assign(step)  # tf_keras evaluates the schedule at optimizer.iterations: count global steps
     batch = config.batch_size * strategy.num_replicas_in_sync
     data = build_train_dataset(stage_cfg, batch_size=batch, anchors=anchors)
-    if int(step.numpy()) == 0 and not config.init_checkpoint:
+    if int(step.numpy()) == 0 and not config.init_checkpoint and not detector_init:
         warm_start_batch_norm(model, next(iter(data))[0][: config.batch_size])
     train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed)
     return _StageParts(model, optimizer, lr, total, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),

@@ -1,4 +1,5 @@
 """Live mask detection from a camera, video file, image folder or stream, with FPS, counts, alerts and recordings.
+python scripts/detect_live.py --source 0     (the shipped face-mask model, models/face_mask/model_int8.tflite)
 python scripts/detect_live.py --model workspace/exported-models/RUN/model_float32.tflite --source 0"""
 
 import argparse
@@ -8,7 +9,8 @@ import _common  # noqa: F401
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", required=True, help="exported saved_model/ folder or .tflite file")
+    p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped "
+                   "face-mask model, models/face_mask/model_int8.tflite)")
     p.add_argument("--source", default="0", help="camera index, video file, image folder, rtsp:// or http:// URL")
     p.add_argument("--score_threshold", type=float, default=0.5)
     p.add_argument("--max_detections", "--max_boxes", type=int, default=50, help="most detections drawn per frame")
@@ -24,8 +26,12 @@ def main(argv=None) -> int:
     from mask_od.detect import Detector
     from mask_od.errors import MaskODError
     from mask_od.live import AlertHook, run_live
+    from mask_od.shipped import default_live_model
 
     try:
+        if a.model is None:
+            a.model = default_live_model()
+            print(f"model: {a.model} (the shipped face-mask model; --model to use yours)", flush=True)
         det = Detector(a.model, score_threshold=a.score_threshold, max_detections=a.max_detections, num_threads=a.num_threads)
         alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = run_live(det, a.source, a.display, a.output_video, a.log_path, alert, a.max_frames, overwrite=a.overwrite)

@@ -78,7 +78,7 @@ def test_time_budget_plans_from_measured_speed_and_ends_on_time(tiny_records, tm
     assert again.step == result.step and json.loads((run / "plan.json").read_text())["steps"] == plan["steps"]
 
 
-def _class_logits_model(size: int = 128):
+def _class_logits_model(size: int = 128, silent: bool = False):
     """A seeded random 3-class model whose class logits vary with the image (so ties cannot decide), with the background
     switched off and only one anchor shape scoring; mask_weared_incorrect (id 3) scores like with_mask (id 1) less
     0.2 in logit at every anchor, so each face (anchor) carries both classes; boxes are the anchors."""
@@ -104,8 +104,9 @@ def _class_logits_model(size: int = 128):
     k[..., 3] = k[..., 1]  # the rare class follows with_mask
     kernel.assign(k.reshape(kernel.shape))
     b = np.full([9, 4], -9.0, np.float32)
-    b[4, 1] = 0.0  # anchor shape 4: with_mask
-    b[4, 3] = -0.2  # and the rare class, a little lower
+    if not silent:  # silent: no anchor scores above the threshold
+        b[4, 1] = 0.0  # anchor shape 4: with_mask
+        b[4, 3] = -0.2  # and the rare class, a little lower
     bias.assign(b.reshape(-1))
     for v in model.head.variables:
         if v.name.split("/")[-2] == "boxes":
@@ -138,6 +139,25 @@ def test_tflite_keeps_every_class_the_saved_model_detects(tmp_path):
         # one face (one anchor box) carries both classes
         both = box_iou_yxyx(lite.boxes[lite.classes == 1], lite.boxes[lite.classes == 3]) > 0.99
         assert both.any()
+
+
+def test_tflite_outputs_nothing_when_nothing_scores(tmp_path):
+    """No anchor above the score threshold: the SavedModel finds nothing, and so must the TFLite file (TFLite's fast
+    NMS leaves scores in the rows past its count: merged unmasked, they made 100 detections of a blank image)."""
+    from mask_od.detect import Detector
+    from mask_od.export import convert_tflite, make_tflite_function, save_tflite_graph
+    from mask_od.inference import detections_from_outputs, make_detection_module
+
+    model, cfg = _class_logits_model(silent=True)
+    image = np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    assert len(detections_from_outputs(make_detection_module(model, cfg).serve(image[None])).scores) == 0
+    data = convert_tflite(save_tflite_graph(make_tflite_function(model, cfg), model, tmp_path / "g"), "float32")
+    (tmp_path / "m.tflite").write_bytes(data)
+    lm = {1: "with_mask", 2: "without_mask", 3: "mask_weared_incorrect"}
+    for threads in (1, 2):
+        for img in (image, np.full_like(image, 120)):
+            lite = Detector(tmp_path / "m.tflite", label_map=lm, score_threshold=0.0, num_threads=threads).predict(img)
+            assert len(lite.scores) == 0, (threads, lite.scores[:5])
 
 
 def test_parity_failures_by_hand():

@@ -1,0 +1,111 @@
+"""Package a trained run as a self-contained model folder (what ``models/face_mask`` is): model variables only,
+TFLite files, label map, the run's config, ``manifest.json`` with sha256 sums, and a model card listing them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
+from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, write_manifest
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True, image_size: int = 320,
+                  check_records: str | None = None, num_check: int = 50, card: str = "", examples: tuple = (),
+                  overwrite: bool = False) -> dict:
+    """Write ``out_dir`` from the best (else latest) checkpoint of ``run_dir``: ``checkpoint/model.*`` (no optimizer
+    slots), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` ``model_float32.tflite`` and ``model_int8.tflite`` at
+    ``image_size`` (checked against the SavedModel on ``check_records`` like any export, report kept as
+    ``export_report.json``), ``manifest.json`` and ``README.md``: ``card`` (markdown: data, figures, weaknesses) followed
+    by the files and their sha256; ``examples`` (image paths) are copied into ``examples/``. Built in a temporary folder and renamed; an existing ``out_dir`` is replaced only
+    with ``overwrite`` and only when it is a packaged model. Returns the manifest."""
+    import tensorflow as tf
+
+    from mask_od.export import export_model
+    from mask_od.runs import load_trained_model, require_run_dir
+
+    run_dir, out_dir = require_run_dir(run_dir), Path(out_dir)
+    if out_dir.exists():
+        refuse_existing(out_dir, overwrite)
+        if not (out_dir / MANIFEST).is_file():
+            raise ShippedModelError(f"{out_dir} exists and is not a packaged model (no {MANIFEST}): refusing to replace it")
+    t0 = time.perf_counter()
+    tmp = temp_sibling(out_dir)
+    tmp.mkdir(parents=True)
+    try:
+        model, config, label_map = load_trained_model(run_dir)
+        (tmp / CHECKPOINT).parent.mkdir()
+        tf.train.Checkpoint(model=model).write(str(tmp / CHECKPOINT))
+        shutil.copyfile(run_dir / "label_map.pbtxt", tmp / "label_map.pbtxt")
+        shutil.copyfile(run_dir / "config.yaml", tmp / "config.yaml")
+        for image in examples:
+            (tmp / "examples").mkdir(exist_ok=True)
+            shutil.copyfile(image, tmp / "examples" / Path(image).name)
+        report = None
+        if tflite:
+            export = tmp / ".export"
+            report = export_model(run_dir, export, tflite=("float32", "int8"), check_records=check_records,
+                                  num_check=num_check, image_size=image_size)
+            for name in ("model_float32.tflite", "model_int8.tflite", "export_report.json"):
+                shutil.move(export / name, tmp / name)
+            shutil.rmtree(export)
+        plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
+        steps = int(tf.train.load_variable(tf.train.latest_checkpoint(str(run_dir / "checkpoints")), "step/.ATTRIBUTES/VARIABLE_VALUE"))
+        info = {"backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
+                "stages": config.stages, "tflite_image_size": image_size if tflite else None,
+                "classes": {str(k): v for k, v in label_map.items()}, "steps": steps,
+                "training_minutes": round(plan.get("spent_seconds", 0) / 60, 1), "commit": _commit(),
+                "created": time.strftime("%Y-%m-%d")}
+        manifest = write_manifest(tmp, info)
+        (tmp / "README.md").write_text(model_card(manifest, card, report), encoding="utf-8")
+        replace_path(tmp, out_dir)
+    finally:
+        remove_path(tmp)
+    print(f"packaged {run_dir} -> {out_dir} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return manifest
+
+
+def update_card(folder: Path | str, card: str) -> Path:
+    """Rewrite ``folder/README.md`` with new text above the same facts (the card is not hashed: no sum changes)."""
+    from mask_od.fileio import write_text_atomic
+    from mask_od.shipped import read_manifest
+
+    folder = Path(folder)
+    report = folder / "export_report.json"
+    rep = json.loads(report.read_text()) if report.is_file() else None
+    return write_text_atomic(folder / "README.md", model_card(read_manifest(folder), card, rep), overwrite=True)
+
+
+def model_card(manifest: dict, card: str, report: dict | None) -> str:
+    """``card`` then the facts of the manifest: how it was made, the TFLite check and every file with its sha256."""
+    lines = [card.rstrip(), "", "## Made by", "",
+             f"- commit `{manifest['commit']}` of mask_od, {manifest['created']}; {manifest['steps']:,} steps, "
+             f"{manifest['training_minutes']} min of training; stages `{manifest['stages'] or manifest['trained_image_size']}`",
+             f"- backbone `{manifest['backbone']}`, anchor_size {manifest['anchor_size']}, classes "
+             + ", ".join(f"{k}: {v}" for k, v in manifest["classes"].items())]
+    if report and report.get("check"):
+        chk = report["check"]
+        lines += ["", f"## TFLite files against the SavedModel ({chk['images']} images of the check records, "
+                  f"{manifest['tflite_image_size']} px; the export fails beyond 1 point of mAP@0.5)", "",
+                  "| file | mAP@0.5 | " + " | ".join(manifest["classes"].values()) + " |",
+                  "|---|---|" + "---|" * len(manifest["classes"])]
+        for k, v in chk.items():
+            if isinstance(v, dict) and "mAP50" in v:
+                per = " | ".join("–" if v["AP50_per_class"].get(n) is None else f"{v['AP50_per_class'][n]:.3f}" for n in manifest["classes"].values())
+                lines.append(f"| {k} | {v['mAP50']:.3f} | {per} |")
+    lines += ["", "## Files (checked when loaded: a file whose sha256 differs is refused)", "", "| file | bytes | sha256 |", "|---|---|---|"]
+    lines += [f"| `{rel}` | {size:,} | `{digest}` |" for rel, digest, size in
+              ((rel, d, manifest.get("sizes", {}).get(rel, 0)) for rel, d in manifest["files"].items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""Packaged detector models (the face-mask model shipped in ``models/face_mask``, or one made with
+``scripts/package_model.py``): where they are, their ``manifest.json``, and the sha256 check that refuses a damaged file.
+
+A packaged model folder holds ``checkpoint/model.*`` (model variables only), ``label_map.pbtxt``, ``config.yaml`` (the
+run that made it), ``model_float32.tflite`` / ``model_int8.tflite``, ``README.md`` (its model card) and
+``manifest.json``: ``{"files": {relative path: sha256}, "backbone", "anchor_size", "image_size", ...}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mask_od.errors import MaskODError
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = ("face_mask",)  # names that `pretrained:` and `--model` accept for a folder of MODELS_DIR
+MANIFEST = "manifest.json"
+CHECKPOINT = "checkpoint/model"  # prefix inside the folder
+
+
+class ShippedModelError(MaskODError, RuntimeError):
+    """A packaged model is missing, damaged (sha256 differs) or does not fit what it is used for."""
+
+
+def sha256_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_packaged(name_or_path: str | Path) -> bool:
+    """``face_mask`` or a folder holding ``manifest.json`` (a detector, not a backbone ``.h5`` file)."""
+    s = str(name_or_path)
+    return s in SHIPPED or (Path(s).expanduser() / MANIFEST).is_file()
+
+
+def model_dir(name_or_path: str | Path) -> Path:
+    """The folder of a shipped name (``face_mask`` -> ``models/face_mask``) or the folder given."""
+    s = str(name_or_path)
+    p = MODELS_DIR / s if s in SHIPPED else Path(s).expanduser()
+    if not (p / MANIFEST).is_file():
+        raise ShippedModelError(f"{p}: no {MANIFEST} here: not a packaged model"
+                                + (" (the shipped model is missing from this copy of the repository)" if s in SHIPPED else ""))
+    return p
+
+
+def default_live_model() -> Path:
+    """The shipped model's TFLite file for live detection (int8 at 320: the fastest, within a point of float32)."""
+    return model_dir("face_mask") / "model_int8.tflite"
+
+
+def read_manifest(folder: Path | str) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ShippedModelError(f"{path}: unreadable manifest ({e})") from None
+    for key in ("files", "backbone", "anchor_size"):
+        if key not in manifest:
+            raise ShippedModelError(f"{path}: manifest lacks {key!r}")
+    return manifest
+
+
+def verify(folder: Path | str, only: list[str] | None = None) -> dict:
+    """Check the sha256 of every file the manifest lists (or of those in ``only``, relative paths) and return the
+    manifest. A missing or changed file raises :class:`ShippedModelError` naming it: a damaged download or a partial
+    copy is refused instead of giving silently wrong detections."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    for rel, want in manifest["files"].items():
+        if only is not None and rel not in only:
+            continue
+        p = folder / rel
+        if not p.is_file():
+            raise ShippedModelError(f"{p}: missing (listed in {folder / MANIFEST})")
+        got = sha256_file(p)
+        if got != want:
+            raise ShippedModelError(f"{p}: damaged: sha256 {got[:12]}… differs from {want[:12]}… in {folder / MANIFEST}; "
+                                    "restore it (git checkout / download again) instead of using it")
+    return manifest
+
+
+def verify_model_file(path: Path | str) -> None:
+    """When ``path`` (a ``.tflite`` file) lies in a packaged model folder, check its sha256; other files pass."""
+    p = Path(path)
+    if (p.parent / MANIFEST).is_file():
+        rel = p.name
+        if rel not in read_manifest(p.parent)["files"]:
+            return
+        verify(p.parent, only=[rel])
+
+
+def checkpoint_files(folder: Path | str) -> list[str]:
+    """The manifest entries of the checkpoint (index and data shards)."""
+    return [k for k in read_manifest(folder)["files"] if k.startswith(CHECKPOINT + ".")]
+
+
+def write_manifest(folder: Path | str, info: dict) -> dict:
+    """Hash every file of ``folder`` (but the manifest and the card, which lists the sums) into ``manifest.json``."""
+    from mask_od.fileio import write_text_atomic
+
+    folder = Path(folder)
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in (MANIFEST, "README.md")]
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in paths}
+    manifest = {**info, "files": files, "sizes": {p.relative_to(folder).as_posix(): p.stat().st_size for p in paths}}
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n", overwrite=True)
+    return manifest

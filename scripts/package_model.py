@@ -1,0 +1,41 @@
+"""Package a trained run as a model folder (like models/face_mask): checkpoint (model variables only), TFLite float32
+and int8, label map, config, manifest.json with sha256 sums and a model card.
+python scripts/package_model.py workspace/models/my_ssd_mobilenet_v2_fpnlite workspace/packaged/my_model [--card card.md]"""
+
+import argparse
+from pathlib import Path
+
+import _common  # noqa: F401
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("run_dir", help="run directory (what training leaves)")
+    p.add_argument("out_dir", help="the model folder to write")
+    p.add_argument("--image_size", type=int, default=320, help="input size of the TFLite files")
+    p.add_argument("--no_tflite", action="store_true", help="checkpoint only")
+    p.add_argument("--check_records", default=None, help="records to check the TFLite files on (default: the run's val_records)")
+    p.add_argument("--num_check", type=int, default=50)
+    p.add_argument("--card", default=None, help="markdown file: the model card's text (data, figures, weaknesses)")
+    p.add_argument("--examples", nargs="*", default=[], help="images copied into examples/ (the notebook's try-it photos)")
+    p.add_argument("--update_card", action="store_true", help="only rewrite out_dir/README.md from --card (no sums change)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier packaged model there")
+    a = p.parse_args(argv)
+    from mask_od.errors import MaskODError
+    from mask_od.package import package_model, update_card
+
+    try:
+        card = Path(a.card).read_text(encoding="utf-8") if a.card else f"# {Path(a.out_dir).name}\n"
+        if a.update_card:
+            update_card(a.out_dir, card)
+            return 0
+        package_model(a.run_dir, a.out_dir, tflite=not a.no_tflite, image_size=a.image_size, check_records=a.check_records,
+                      num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite)
+    except (MaskODError, FileExistsError, OSError) as e:
+        print(f"error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

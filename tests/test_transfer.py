@@ -1,0 +1,213 @@
+"""Packaged models and detection-level transfer: packaging a run, loading it whole or with a new class layer, the sha256
+check refusing a damaged file, refusing a model made for other anchors, and the shipped face-mask model itself."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def packaged(trained_run, tiny_records):
+    from mask_od.package import package_model
+
+    _, cfg = trained_run
+    out = tiny_records["root"] / "packaged"
+    manifest = package_model(cfg.output_dir, out, tflite=False, card="# tiny\n")
+    return out, manifest, cfg
+
+
+def _file_values(folder: Path) -> dict[str, np.ndarray]:
+    """Every model variable stored in a packaged checkpoint, by checkpoint key (an obviously correct reference)."""
+    import tensorflow as tf
+
+    prefix = str(folder / "checkpoint" / "model")
+    return {k: tf.train.load_variable(prefix, k) for k, _ in tf.train.list_variables(prefix) if k.startswith("model/")}
+
+
+def _model(cfg, label_map):
+    from mask_od.label_map import num_classes
+    from mask_od.model import build_model
+
+    return build_model(cfg, num_classes(label_map), load_pretrained=False)
+
+
+def test_package_writes_model_only_checkpoint_and_card_with_sums(packaged):
+    out, manifest, cfg = packaged
+    from mask_od.shipped import sha256_file, verify
+
+    assert set(manifest["files"]) == {"checkpoint/model.index", "checkpoint/model.data-00000-of-00001", "label_map.pbtxt", "config.yaml"}
+    assert verify(out) == json.loads((out / "manifest.json").read_text())
+    card = (out / "README.md").read_text()
+    for rel in manifest["files"]:
+        assert sha256_file(out / rel) in card
+    import tensorflow as tf
+
+    keys = [k for k, _ in tf.train.list_variables(str(out / "checkpoint" / "model"))]
+    assert not any("optimizer" in k for k in keys), "optimizer slots must not be shipped"
+    assert manifest["anchor_size"] == cfg.anchor_size and manifest["backbone"] == cfg.backbone
+
+
+def test_same_classes_load_every_weight(packaged):
+    from mask_od.label_map import read_label_map
+    from mask_od.runs import load_trained_model
+    from mask_od.transfer import init_from_packaged
+
+    out, _, cfg = packaged
+    lm = read_label_map(cfg.label_map)
+    config = dataclasses.replace(cfg, pretrained=str(out))
+    model = _model(config, lm)
+    line = init_from_packaged(model, config, lm)
+    assert "whole detector" in line
+    trained, _, _ = load_trained_model(cfg.output_dir)  # the run's own checkpoint, restored by the object graph
+    assert len(trained.weights) == len(model.weights) == len(_file_values(out))
+    for a, b in zip(trained.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=b.name)
+
+
+def test_other_classes_reinitialise_only_the_class_layer(packaged, tmp_path):
+    from mask_od.label_map import read_label_map, write_label_map
+    from mask_od.transfer import class_layer, init_from_packaged
+
+    out, _, cfg = packaged
+    source_lm = read_label_map(cfg.label_map)
+    reference = _model(dataclasses.replace(cfg, pretrained=str(out)), source_lm)
+    init_from_packaged(reference, dataclasses.replace(cfg, pretrained=str(out)), source_lm)
+    for lm in ({1: "helmet", 2: "no_helmet"}, {1: "mask", 2: "no_mask", 3: "bad_mask"}):
+        path = write_label_map(lm, tmp_path / f"lm{len(lm)}.pbtxt")
+        config = dataclasses.replace(cfg, pretrained=str(out), label_map=str(path))
+        model = _model(config, lm)
+        fresh = [w.numpy().copy() for w in class_layer(model)]
+        line = init_from_packaged(model, config, lm)
+        assert "class layer re-initialised" in line and lm[1] in line
+        skip = {w.ref() for w in class_layer(model)}
+        for ref_w, w in zip(reference.weights, model.weights):
+            if w.ref() in skip:
+                continue
+            np.testing.assert_array_equal(ref_w.numpy(), w.numpy(), err_msg=w.name)
+        for before, w in zip(fresh, class_layer(model)):
+            np.testing.assert_array_equal(before, w.numpy())  # left at its fresh initialisation
+        # the class layer differs from the file's (same shape for 3 classes, yet not loaded)
+        assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(class_layer(reference), class_layer(model))
+                       if a.shape == b.shape)
+
+
+def test_damaged_file_is_refused_and_nothing_written(packaged, tmp_path):
+    from mask_od.shipped import ShippedModelError
+    from mask_od.train import train
+
+    out, _, cfg = packaged
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    data = bad / "checkpoint" / "model.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    run = tmp_path / "run"
+    with pytest.raises(ShippedModelError, match=r"model.data-00000-of-00001: damaged: sha256"):
+        train(dataclasses.replace(cfg, pretrained=str(bad), output_dir=str(run)), progress=False)
+    assert not run.exists()
+
+
+def test_other_anchor_size_or_backbone_is_refused(packaged):
+    from mask_od.shipped import ShippedModelError
+    from mask_od.transfer import check_packaged
+
+    out, _, cfg = packaged
+    with pytest.raises(ShippedModelError, match=r"anchor_size 2.0 \(this config: 4.0\)"):
+        check_packaged(dataclasses.replace(cfg, pretrained=str(out), anchor_size=4.0))
+    with pytest.raises(ShippedModelError, match="backbone 'mobilenet_v2_fpnlite'"):
+        check_packaged(dataclasses.replace(cfg, pretrained=str(out), backbone="resnet50_fpn"))
+
+
+def test_training_from_packaged_model_prints_one_line(packaged, tiny_records, tmp_path, capsys):
+    from mask_od.train import train
+
+    out, _, _ = packaged
+    cfg = tiny_config(tiny_records, tmp_path / "ft", pretrained=str(out), steps=2, eval_every=0, val_records="")
+    train(cfg, progress=False)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "initialised" in ln]
+    assert len(lines) == 1 and "whole detector" in lines[0]
+
+
+def test_shipped_face_mask_model_is_intact_and_fits_the_defaults():
+    from mask_od.config import build_config
+    from mask_od.shipped import MODELS_DIR, verify
+    from mask_od.transfer import check_packaged
+
+    folder = MODELS_DIR / "face_mask"
+    manifest = verify(folder)  # every shipped file against its sha256
+    assert {"model_float32.tflite", "model_int8.tflite", "label_map.pbtxt", "config.yaml"} <= set(manifest["files"])
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 40e6
+    card = (folder / "README.md").read_text()
+    assert all(d in card for d in manifest["files"].values())
+    config = build_config()
+    assert config.pretrained == "face_mask"
+    check_packaged(config)
+
+
+def test_live_script_without_model_uses_the_shipped_model(tmp_path):
+    from mask_od.synthetic import make_synthetic_video
+
+    video = make_synthetic_video(tmp_path / "v.mp4", num_frames=6)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "detect_live.py"), "--source", str(video), "--display", "none",
+                        "--output_video", str(tmp_path / "out.mp4")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "models/face_mask/model_int8.tflite" in r.stdout and "FPS" in r.stdout
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_damaged_shipped_tflite_is_refused_by_the_detector(tmp_path):
+    from mask_od.detect import Detector
+    from mask_od.shipped import MODELS_DIR, ShippedModelError
+
+    copy = tmp_path / "face_mask"
+    shutil.copytree(MODELS_DIR / "face_mask", copy)
+    Detector(copy / "model_int8.tflite")  # intact: loads
+    tfl = copy / "model_int8.tflite"
+    raw = bytearray(tfl.read_bytes())
+    raw[-100] ^= 0x01
+    tfl.write_bytes(bytes(raw))
+    with pytest.raises(ShippedModelError, match="model_int8.tflite: damaged"):
+        Detector(tfl)
+
+
+def test_package_refuses_to_replace_a_folder_that_is_not_a_package(trained_run, tmp_path):
+    from mask_od.package import package_model
+    from mask_od.shipped import ShippedModelError
+
+    _, cfg = trained_run
+    keep = tmp_path / "photos"
+    keep.mkdir()
+    (keep / "a.jpg").write_bytes(b"mine")
+    with pytest.raises(ShippedModelError, match="not a packaged model"):
+        package_model(cfg.output_dir, keep, tflite=False, overwrite=True)
+    with pytest.raises(FileExistsError):
+        package_model(cfg.output_dir, keep, tflite=False)
+    assert (keep / "a.jpg").read_bytes() == b"mine" and len(list(keep.iterdir())) == 1
+
+
+def test_package_script(trained_run, tmp_path):
+    _, cfg = trained_run
+    script = str(ROOT / "scripts" / "package_model.py")
+    out = tmp_path / "pkg"
+    r = subprocess.run([sys.executable, script, cfg.output_dir, str(out), "--no_tflite"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    manifest = (out / "manifest.json").read_text()
+    assert json.loads(manifest)["steps"] == cfg.steps
+    (tmp_path / "card.md").write_text("# my model\nmeasured: 0.123\n")
+    r = subprocess.run([sys.executable, script, cfg.output_dir, str(out), "--update_card", "--card", str(tmp_path / "card.md")],
+                       capture_output=True, text=True, timeout=600)
+    card = (out / "README.md").read_text()
+    assert r.returncode == 0 and card.startswith("# my model\nmeasured: 0.123") and json.loads(manifest)["files"]["config.yaml"] in card
+    assert (out / "manifest.json").read_text() == manifest
+    r = subprocess.run([sys.executable, script, str(tmp_path / "nothing"), str(tmp_path / "pkg2")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "error:" in r.stdout and "nothing: not a run directory" in r.stdout
