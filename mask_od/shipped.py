@@ -14,7 +14,7 @@ from pathlib import Path
 from mask_od.errors import MaskODError
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-SHIPPED = ("face_mask",)  # names that `pretrained:` and `--model` accept for a folder of MODELS_DIR
+SHIPPED = ("face_mask",)  # names that `pretrained:` accepts for a folder of MODELS_DIR
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint/model"  # prefix inside the folder
 

@@ -14,6 +14,7 @@ from mask_od.config import Config
 from mask_od.label_map import num_classes, read_label_map
 from mask_od.shipped import (
     CHECKPOINT,
+    SHIPPED,
     ShippedModelError,
     checkpoint_files,
     model_dir,
@@ -25,8 +26,9 @@ def check_packaged(config: Config) -> dict:
     """The manifest of ``config.pretrained`` once its checkpoint and label map pass the sha256 check and it fits the
     config's backbone and anchors. Raises :class:`ShippedModelError` saying what differs."""
     folder = model_dir(config.pretrained)
-    manifest = verify(folder, only=checkpoint_files(folder) + ["label_map.pbtxt"])
-    if not checkpoint_files(folder):
+    checkpoint = checkpoint_files(folder)
+    manifest = verify(folder, only=checkpoint + ["label_map.pbtxt"])
+    if not checkpoint:
         raise ShippedModelError(f"{folder}: the manifest lists no {CHECKPOINT}.* checkpoint files")
     wrong = [f"{k} {manifest[k]!r} (this config: {getattr(config, k)!r})"
              for k in ("backbone", "anchor_size") if manifest[k] != getattr(config, k)]
@@ -68,7 +70,7 @@ def init_from_packaged(model, config: Config, label_map: Mapping[int, str]) -> s
             raise ShippedModelError(f"{folder}: variable {d.name} has shape {s.shape} in the file and {d.shape} here")
         d.assign(s)
         copied += 1
-    name = config.pretrained if config.pretrained in ("face_mask",) else str(folder)
+    name = config.pretrained if config.pretrained in SHIPPED else str(folder)
     if same:
         return f"initialised the whole detector from {name} ({copied} variables; classes {', '.join(label_map.values())})"
     return (f"initialised backbone, FPN and box head from {name}; class layer re-initialised for "
