@@ -1,7 +1,7 @@
 """Train the shipped face-mask model, and measure what detection-level transfer buys on a user's few photos.
 
 python benchmarks/face_mask_model.py ship [--minutes 60] [key=value ...]
-    Recipe v2 (recipe_face_mask.yaml) on all photos of ../shared/data/face-mask, no held-out part (its split-trained
+    The recipe (recipe_face_mask.yaml; the shipped model is from v2, see its model card) on all photos of ../shared/data/face-mask, no held-out part (its split-trained
     twin is `recipe_face_mask.py`, trained on 80% and scored on the other 20%). Writes benchmarks/results/ship/run.
     Then `python scripts/package_model.py benchmarks/results/ship/run models/face_mask` makes the shipped folder.
 python benchmarks/face_mask_model.py pfv [--p_minutes 30] [--f_minutes 10] [--f_images 40]

@@ -204,10 +204,12 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
             raise ConfigError(f"config key 'stages': {e}") from None
         final = stages[-1].image_size
         explicit = any("image_size" in layer for _, layer in layers)
-        if explicit and values["image_size"] != final:
+        if explicit and values["image_size"] < final:
             raise ConfigError(f"image_size={values['image_size']} but the last stage of stages={values['stages']!r} is "
-                              f"{final}: the run's image_size is its last stage's size; drop image_size or make them equal")
-        values["image_size"] = final
+                              f"{final}: the run's image_size (evaluation, best-keeping, export) is its last stage's size "
+                              "or larger; drop image_size or raise it")
+        if not explicit:
+            values["image_size"] = final
     return Config(**values)
 
 

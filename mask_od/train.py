@@ -345,7 +345,7 @@ class _Clock:
                 plan.steps[si] = done  # out of time: this was the last step; the final evaluation follows
                 print(f"time budget used: training ends at step {s}, then the final evaluation", flush=True)
             else:
-                plan.refit(si, done, max(1, len([e for e in self.evals if e > s])), len(stages) - si - 1)
+                refit_with_evaluations(plan, self.config, si, done, s)
                 if s - s0 == 10:
                     print(f"plan from measured speed ({sps:.2f} s/step at {stages[si].image_size}px): {plan.describe()}", flush=True)
             total_var.assign(plan.steps[si])
@@ -384,6 +384,20 @@ def _restore_latest(manager, target_for: Callable[[str], object]) -> str | None:
     if manager.checkpoints:
         raise TrainingError(f"{manager.directory}: none of the checkpoints {manager.checkpoints} can be read")
     return None
+
+
+def refit_with_evaluations(plan, config: Config, si: int, done: int, step: int) -> None:
+    """Re-fit ``plan`` from stage ``si`` (``done`` of its steps run, global step ``step``) to its time budget, counting
+    the evaluations of the re-fitted plan itself: the steps decide how many evaluations fall before the end and the
+    evaluations take time from the steps, so the count is iterated to a fixed point (a handful of rounds; counting
+    them on the open-ended first plan charged a thousand evaluations and left 14 steps of a 60-minute budget)."""
+    evals_left = 1
+    for _ in range(8):
+        plan.refit(si, done, evals_left, len(plan.steps) - si - 1)
+        now = max(1, len([e for e in _eval_steps(config, plan) if e > step]))
+        if now == evals_left:
+            return
+        evals_left = now
 
 
 def _eval_steps(config: Config, plan) -> list[int]:

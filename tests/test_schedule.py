@@ -15,11 +15,12 @@ def test_stages_parse_and_are_validated():
             parse_stages(bad, 320, 0.03)
 
 
-def test_config_takes_the_last_stage_size_and_refuses_a_conflict():
+def test_config_takes_the_last_stage_size_or_a_larger_run_size_and_refuses_a_smaller_one():
     c = build_config(stages="320:0.7:0.03,640:0.3:0.01")
     assert c.image_size == 640
     with pytest.raises(ConfigError, match="last stage"):
         build_config(stages="320:0.7,640:0.3", image_size=512)
+    assert build_config(stages="320:0.6,512:0.4", image_size=640).image_size == 640  # train at 512, run at 640
     with pytest.raises(ConfigError, match="stages"):
         build_config(stages="320:0.7")
     assert build_config(c.to_yaml() and dict(stages=c.stages, image_size=640)).image_size == 640  # a saved config reloads
@@ -74,3 +75,17 @@ def test_stage_schedule_warms_up_decays_and_never_goes_negative():
     assert at(0) == pytest.approx(0.002)  # a step before the stage (a new optimizer's counter) is not negative
     total.assign(100)  # a re-fitted plan changes the schedule in place
     assert at(200) == pytest.approx(0.0002)
+
+
+def test_budget_refit_counts_the_evaluations_of_the_fitted_plan_not_of_the_open_ended_one():
+    from mask_od.train import _eval_steps, refit_with_evaluations
+
+    config = build_config(val_records="val.record", eval_every=100, time_budget_min=60, stages="320:0.6,512:0.4")
+    stages = list(parse_stages(config.stages, 320, 0.03))
+    plan = initial_plan(stages, config.steps, config.time_budget_min)  # open-ended: ~1e6 steps, ~1e4 evaluations
+    plan.seconds_per_step, plan.eval_seconds, plan.spent_seconds = [1.0, 2.56], 12.0, 60.0
+    refit_with_evaluations(plan, config, 0, 10, 10)
+    evals = [e for e in _eval_steps(config, plan) if e > 10]
+    cost = plan.spent_seconds - 10 * 1.0 + sum(n * t for n, t in zip(plan.steps, plan.seconds_per_step)) + len(evals) * 12.0
+    assert 0.97 * 3600 <= cost <= 3600 + 12.0  # the budget is used, evaluations included (not 14 steps and 1000 evaluations)
+    assert plan.steps[0] > 1500 and len(evals) == len(range(100, plan.total_steps + 1, 100)) + 2  # every 100, the stage end, the last step
