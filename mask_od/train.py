@@ -162,14 +162,15 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     clock = _Clock(plan, config, config.batch_size * strategy.num_replicas_in_sync)
     parts = None
-    for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
-        parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None)
-        if parts.restored and clock.session_step0 is None:
-            print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
-            trim_jsonl(run_dir / "train_log.jsonl", int(step.numpy()))
-            evaluator.forget_after(int(step.numpy()))
-        _run_stage(config, si, stages, plan, parts, step, clock, loggers + [evaluator], evaluator)
-        latest = parts.manager.latest_checkpoint
+    with _StopOnCtrlC():
+        for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
+            parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None)
+            if parts.restored and clock.session_step0 is None:
+                print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
+                trim_jsonl(run_dir / "train_log.jsonl", int(step.numpy()))
+                evaluator.forget_after(int(step.numpy()))
+            _run_stage(config, si, stages, plan, parts, step, clock, loggers + [evaluator], evaluator)
+            latest = parts.manager.latest_checkpoint
     clock.stop()
     plan.save(run_dir / "plan.json")
     for cb in loggers:
@@ -294,6 +295,8 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
                 plan.save(run_dir / "plan.json")
             for cb in callbacks:
                 cb.on_step(s, losses, info)
+            if _StopOnCtrlC.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         s = int(step.numpy())
         parts.manager.save(checkpoint_number=s)
@@ -303,6 +306,40 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             cb.on_end()
         raise TrainingInterrupted(f"interrupted at step {s}: checkpoint saved in {run_dir / 'checkpoints'}; resume with "
                                   f"python scripts/train.py {run_dir / 'config.yaml'}") from None
+
+
+class _StopOnCtrlC:
+    """While training, the first Ctrl-C (SIGINT) only asks the loop to stop after the current step; the loop then saves
+    a checkpoint and raises :class:`TrainingInterrupted`. A KeyboardInterrupt raised by Python's own handler can land
+    in a finalizer, where it is printed and ignored, and training went on (seen as a hung Ctrl-C test). A second
+    Ctrl-C interrupts at once. Outside the main thread (no signal handlers there) it does nothing."""
+
+    requested = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        type(self).requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if type(self).requested:
+            raise KeyboardInterrupt
+        type(self).requested = True
+        print("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)", flush=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        type(self).requested = False
 
 
 class _Clock:

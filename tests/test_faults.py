@@ -135,7 +135,11 @@ def test_6_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tiny_records, tmp_pa
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        text, _ = proc.communicate(timeout=180)  # saving the checkpoint and shutting TF down, on a loaded machine
+        try:
+            text, _ = proc.communicate(timeout=180)  # saving the checkpoint and shutting TF down, on a loaded machine
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("no exit within 180 s of Ctrl-C; its output:\n" + proc.communicate()[0][-3000:])
     finally:
         if proc.poll() is None:
             proc.kill()
