@@ -328,8 +328,6 @@ class _StopOnCtrlC:
     def _handle(self, signum, frame) -> None:
         import signal
 
-        if type(self).requested:
-            raise KeyboardInterrupt
         type(self).requested = True
         print("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)", flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
