@@ -109,8 +109,8 @@ def _per_class_postprocess(boxes, scores, anchors, post_cfg: dict):
     ``num_threads`` from 2 to K-1) starts its shared column counter at ``num_threads`` and advances it with a
     pre-increment, so class column ``num_threads`` is never processed: with 3 classes and 2 threads the last class
     never leaves the op (found by forcing each class's logit high in a random model; 1 thread outputs it). A
-    one-column op has no column to skip, and the outputs match the SavedModel's per-class NMS box for box when no
-    box crosses the image border (the SavedModel clips boxes before NMS, TFLite after)."""
+    one-column op has no column to skip, and the outputs match the SavedModel's per-class NMS box for box (neither
+    clips boxes before NMS: see :func:`mask_od.inference.make_detection_module`)."""
     import tensorflow as tf
 
     k = int(scores.shape[-1])

@@ -31,7 +31,9 @@ def make_detection_module(model, config: Config):
                 image, [size, size], padded_size=[size, size], aug_scale_min=1.0, aug_scale_max=1.0
             )
             image.set_shape([size, size, 3])
-            out = model(image[None], image_shape=info[1:2], training=False)
+            # no image_shape: boxes are not clipped before NMS, as in the TFLite files (their post-processing op
+            # cannot clip); both clip to the image after NMS, so a file and its SavedModel keep the same boxes
+            out = model(image[None], training=False)
             orig, scale = info[0], info[2]
             boxes = out["detection_boxes"][0] / tf.concat([scale, scale], 0)
             boxes = boxes / tf.concat([orig, orig], 0)

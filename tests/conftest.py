@@ -104,9 +104,9 @@ def exported(trained_run, tiny_records):
 
     _, cfg = trained_run
     out = tiny_records["root"] / "export"
-    # 4 check images of a 100-step model: one box moves mAP@0.5 by several points, so the 1-point rule (tested with
-    # hand-made figures in test_recipe.py, and met on the real photos) is widened here to what 4 images can tell
-    # (with the per-op count mask, int8 scored 8.3 points below on these 4 images; on 50 real photos it is within 1)
-    report = export_model(cfg.output_dir, out, tflite=("float32", "float16", "int8"), num_check=4, num_calibration=8,
-                          max_map50_drop=0.10)
+    # checked on the 20 training images (the 4 val images let one box move int8's mAP@0.5 by 6 to 8 points either way
+    # on this 100-step model); the 1-point rule (tested with hand-made figures in test_recipe.py, and met by float32
+    # and float16 on real photos) is widened to 10 points for int8's rounding on a barely trained model
+    report = export_model(cfg.output_dir, out, tflite=("float32", "float16", "int8"), check_records=tiny_records["train_records"],
+                          num_check=20, num_calibration=8, max_map50_drop=0.10)
     return out, report, cfg

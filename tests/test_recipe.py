@@ -85,8 +85,8 @@ def _class_logits_model(size: int = 128, silent: bool = False):
     from mask_od.config import build_config
     from mask_od.model import build_model
 
-    # anchors that fit inside the image and zero box offsets: both files then see the same boxes (the SavedModel clips
-    # boxes to the image before NMS, TFLite's op does not, which alone would change which overlapping boxes survive)
+    # anchors that fit inside the image and zero box offsets: the boxes are the anchors (border-crossing boxes, which
+    # the SavedModel once clipped before NMS and TFLite not, are tested on the trained tiny model in test_train_export)
     cfg = build_config(image_size=size, pretrained="none", class_agnostic_nms=False, score_threshold=0.05, max_detections=300,
                        anchor_size=0.75)
     import tf_keras

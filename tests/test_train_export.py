@@ -128,29 +128,32 @@ def test_saved_model_follows_the_od_api_contract(exported):
 
 
 def test_tflite_agrees_with_saved_model(exported, tiny_records):
+    """The float32 file keeps the SavedModel's detections box for box, in both directions. The 100-step tiny model's
+    boxes often cross the image border, so this fails if either one clips boxes before NMS and the other does not
+    (clipped boxes overlap more: CI saw float32 17 points below the SavedModel's mAP@0.5 on 4 images)."""
     from mask_od.boxes import box_iou_yxyx
     from mask_od.detect import Detector
     from mask_od.evaluate import examples_from_records
 
     out, report, _ = exported
     assert set(report["check"]) >= {"saved_model", "float32", "int8"}
-    ref = Detector(out / "saved_model", score_threshold=0.2)
-    lite = Detector(out / "model_float32.tflite", score_threshold=0.1)
-    compared = matched = 0
+    ref_hi, ref_lo = Detector(out / "saved_model", score_threshold=0.2), Detector(out / "saved_model", score_threshold=0.1)
+    lite_hi, lite_lo = Detector(out / "model_float32.tflite", score_threshold=0.2), Detector(out / "model_float32.tflite", score_threshold=0.1)
+    compared = 0
+    crossing = 0
     for img, *_ in examples_from_records(tiny_records["val_records"]):
-        r, p = ref.predict(img), lite.predict(img)
-        for box, cls, score in zip(r.boxes, r.classes, r.scores):
-            compared += 1
-            if not len(p.scores):
-                continue
-            iou = box_iou_yxyx(box[None], p.boxes)[0]
-            j = int(np.argmax(np.where(p.classes == cls, iou, -1)))
-            matched += bool(iou[j] > 0.9 and p.classes[j] == cls and abs(p.scores[j] - score) < 0.03)
+        for a, b in ((ref_hi.predict(img), lite_lo.predict(img)), (lite_hi.predict(img), ref_lo.predict(img))):
+            for box, cls, score in zip(a.boxes, a.classes, a.scores):
+                compared += 1
+                crossing += bool((box <= 0.0).any() or (box >= 1.0).any())
+                assert len(b.scores), f"{cls} {score:.3f} {box} has no counterpart"
+                iou = box_iou_yxyx(box[None], b.boxes)[0]
+                j = int(np.argmax(np.where(b.classes == cls, iou, -1)))
+                assert iou[j] > 0.99 and b.classes[j] == cls and abs(b.scores[j] - score) < 0.01, (cls, score, box, b)
     assert compared > 0, "the tiny model detected nothing to compare"
-    # 0.85: after the per-op count mask (test_recipe.py) a fresh clone matched 43 of 48 on this 100-step 128-px model
-    # (boxes crossing the border: the SavedModel clips before NMS, TFLite after); real photos: within 0.3 points of mAP
-    assert matched >= 0.85 * compared, (matched, compared)
-    assert report["check"]["float32"]["agreement"] >= 0.9
+    assert crossing > 0, "no detection touches the border: this model cannot tell where boxes are clipped"
+    assert report["check"]["float32"]["agreement"] == 1.0
+    assert report["check"]["float32"]["detections_per_class"] == report["check"]["saved_model"]["detections_per_class"]
 
 
 def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_records):
