@@ -137,11 +137,11 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
 
     out, report, _ = exported
     assert set(report["check"]) >= {"saved_model", "float32", "int8"}
-    ref_hi, ref_lo = Detector(out / "saved_model", score_threshold=0.2), Detector(out / "saved_model", score_threshold=0.1)
-    lite_hi, lite_lo = Detector(out / "model_float32.tflite", score_threshold=0.2), Detector(out / "model_float32.tflite", score_threshold=0.1)
+    ref_hi, ref_lo = Detector(out / "saved_model", score_threshold=0.1), Detector(out / "saved_model", score_threshold=0.05)
+    lite_hi, lite_lo = Detector(out / "model_float32.tflite", score_threshold=0.1), Detector(out / "model_float32.tflite", score_threshold=0.05)
     compared = 0
     crossing = 0
-    for img, *_ in examples_from_records(tiny_records["val_records"]):
+    for img, *_ in examples_from_records(tiny_records["train_records"]):  # 20 images: some boxes cross the border
         for a, b in ((ref_hi.predict(img), lite_lo.predict(img)), (lite_hi.predict(img), ref_lo.predict(img))):
             for box, cls, score in zip(a.boxes, a.classes, a.scores):
                 compared += 1
