@@ -49,6 +49,7 @@ class Config:
     aug_scale_max: float
     aug_color: bool
     repeat_threshold: float
+    class_weights: str
     max_boxes: int
     output_dir: str
     checkpoint_every: int
@@ -147,9 +148,30 @@ def _check_ranges(c: dict[str, Any]) -> None:
     need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
     need(c["time_budget_min"] >= 0, f"time_budget_min must be >= 0 (0 = use steps), got {c['time_budget_min']}")
     need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}")
+    try:
+        parse_class_weights(c["class_weights"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'class_weights': {e}") from None
     need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
     need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
     need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]")
+
+
+def parse_class_weights(text: str) -> dict[str, float]:
+    """``"mask_weared_incorrect:2.0,without_mask:1.5"`` -> ``{"mask_weared_incorrect": 2.0, ...}`` (weights > 0)."""
+    out: dict[str, float] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, weight = item.rpartition(":")
+        try:
+            w = float(weight)
+        except ValueError:
+            w = float("nan")
+        if not sep or not name.strip() or not w > 0 or w == float("inf"):
+            raise ValueError(f"expected name:weight with a weight > 0, got {item!r}")
+        if name.strip() in out:
+            raise ValueError(f"{name.strip()!r} given twice")
+        out[name.strip()] = w
+    return out
 
 
 def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any) -> Config:

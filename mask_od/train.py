@@ -13,6 +13,7 @@ from mask_od.config import Config
 from mask_od.errors import MaskODError
 from mask_od.label_map import num_classes as label_map_classes
 from mask_od.label_map import read_label_map
+from mask_od.label_map import name_to_id
 
 
 class TrainingError(MaskODError, RuntimeError):
@@ -143,6 +144,7 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     run_dir = Path(config.output_dir)
     label_map = read_label_map(config.label_map)
     check_inputs(config)
+    class_weights = class_weight_vector(config, label_map)
     check_resume(config, run_dir, label_map)  # before anything in the run is written
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
@@ -164,7 +166,8 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     parts = None
     with _StopOnCtrlC():
         for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
-            parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None)
+            parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None,
+                                 class_weights=class_weights)
             if parts.restored and clock.session_step0 is None:
                 print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
                 trim_jsonl(run_dir / "train_log.jsonl", int(step.numpy()))
@@ -210,7 +213,8 @@ class _StageParts:
     strategy: object
 
 
-def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_map: dict, mixed: bool, fresh: bool) -> _StageParts:
+def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_map: dict, mixed: bool, fresh: bool,
+                 class_weights: list[float] | None = None) -> _StageParts:
     """Model at the stage's input size, its optimizer and schedule, checkpoints restored (the optimizer too when the
     checkpoint was written in this stage; weights only from an earlier stage); a new run starts from ``init_checkpoint``,
     a packaged detector (``pretrained: face_mask``) or backbone weights with a BatchNorm warm start of FPN and head."""
@@ -255,7 +259,8 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
     data = build_train_dataset(stage_cfg, batch_size=batch, anchors=anchors)
     if int(step.numpy()) == 0 and not config.init_checkpoint and not detector_init:
         warm_start_batch_norm(model, next(iter(data))[0][: config.batch_size])
-    train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed)
+    train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed,
+                                  class_weights)
     return _StageParts(model, optimizer, lr, total, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),
                        restored, strategy)
 
@@ -444,10 +449,41 @@ def _eval_steps(config: Config, plan) -> list[int]:
     return sorted(s for s in every | ends if s <= plan.total_steps)
 
 
-def _make_train_step(model, optimizer, task, strategy, replicas: int, mixed: bool):
+def class_weight_vector(config: Config, label_map: dict[int, str]) -> list[float] | None:
+    """``config.class_weights`` as a weight per class id (index 0 the background, 1.0), or None when unset;
+    a name the label map lacks raises :class:`TrainingError` naming the known ones."""
+    from mask_od.config import parse_class_weights
+
+    named = parse_class_weights(config.class_weights)
+    if not named:
+        return None
+    ids = name_to_id(label_map)
+    unknown = [n for n in named if n not in ids]
+    if unknown:
+        raise TrainingError(f"class_weights names {unknown}, not in {config.label_map} (classes: {sorted(ids)})")
+    out = [1.0] * (label_map_classes(label_map) + 1)
+    for name, w in named.items():
+        out[ids[name]] = w
+    return out
+
+
+def weight_classes(labels: dict, class_weights: list[float]) -> dict:
+    """RetinaNet labels whose per-anchor ``cls_weights`` [B, N] are scaled by the weight of each anchor's target
+    class (background 0 and ignored anchors keep theirs): the focal loss of a weighted class's faces counts more."""
+    import tensorflow as tf
+    from official.vision.losses import loss_utils
+
+    targets = loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None)
+    w = tf.gather(tf.constant(class_weights, tf.float32), tf.maximum(tf.cast(targets, tf.int32), 0))
+    return dict(labels, cls_weights=labels["cls_weights"] * w)
+
+
+def _make_train_step(model, optimizer, task, strategy, replicas: int, mixed: bool, class_weights: list[float] | None = None):
     import tensorflow as tf
 
     def step_fn(images, labels):
+        if class_weights is not None:
+            labels = weight_classes(labels, class_weights)
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)

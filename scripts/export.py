@@ -18,6 +18,8 @@ def main(argv=None) -> int:
     p.add_argument("--num_calibration", type=int, default=100)
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--max_map50_drop", type=float, default=0.01, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel")
+    p.add_argument("--int8_float_layers", type=int, default=5,
+                   help="int8: layers with the largest quantization error kept float (0: every layer int8)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out_dir (never a run folder)")
     a = p.parse_args(argv)
     from mask_od.errors import MaskODError
@@ -25,7 +27,8 @@ def main(argv=None) -> int:
 
     try:
         r = export_model(a.run_dir, a.out_dir, a.tflite, a.check_records, a.calibration_records, a.num_check,
-                         a.num_calibration, a.which, a.overwrite, max_map50_drop=a.max_map50_drop)
+                         a.num_calibration, a.which, a.overwrite, max_map50_drop=a.max_map50_drop,
+                         int8_float_layers=a.int8_float_layers)
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")
         return 2

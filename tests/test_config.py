@@ -37,3 +37,14 @@ def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):
     assert "# (int) optimizer steps" in path.read_text()
     assert build_config(path) == a
     assert a.replace(steps=7).steps == 7 and a.steps == 50
+
+
+def test_class_weights_are_parsed_and_bad_ones_refused():
+    from mask_od.config import parse_class_weights
+
+    assert parse_class_weights("") == {}
+    assert parse_class_weights(" mask_weared_incorrect:2.5, without_mask:1 ") == {"mask_weared_incorrect": 2.5, "without_mask": 1.0}
+    assert build_config(class_weights="a:2").class_weights == "a:2"
+    for bad in ("a", "a:0", "a:-1", "a:nan", "a:inf", ":2", "a:2,a:3", "a:two"):
+        with pytest.raises(ConfigError, match="class_weights"):
+            build_config(class_weights=bad)

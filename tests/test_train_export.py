@@ -32,6 +32,42 @@ def test_overfits_a_small_batch(tiny_records, tmp_path):
     assert last < 0.5 * first, (first, last)
 
 
+def test_class_weights_scale_the_focal_loss_of_their_class_alone(tiny_records, tmp_path):
+    import tensorflow as tf
+
+    from mask_od.input_pipeline import build_train_dataset
+    from mask_od.label_map import read_label_map
+    from mask_od.train import TrainingError, _loss_task, class_weight_vector, train, weight_classes
+
+    cfg = tiny_config(tiny_records, tmp_path / "never", train_records=tiny_records["four"], aug_hflip=False, aug_color=False)
+    label_map = read_label_map(cfg.label_map)
+    assert class_weight_vector(cfg, label_map) is None
+    present, name = 1, label_map[1]
+    vector = class_weight_vector(cfg.replace(class_weights=f"{name}:3.0"), label_map)
+    assert vector[present] == 3.0 and sum(vector) == len(vector) + 2.0
+    images, labels = next(iter(build_train_dataset(cfg)))
+    targets = np.concatenate([np.reshape(labels["cls_targets"][k].numpy(), (cfg.batch_size, -1))
+                              for k in sorted(labels["cls_targets"])], axis=1)  # the flattening of Model Garden's loss
+    assert (targets == present).any()
+    weighted = weight_classes(labels, vector)["cls_weights"].numpy()
+    expected = labels["cls_weights"].numpy() * np.where(targets == present, 3.0, 1.0)  # ignored anchors stay at 0
+    np.testing.assert_allclose(weighted, expected)
+
+    task = _loss_task(max(label_map))
+    rng = np.random.default_rng(0)
+    outputs = {"cls_outputs": {k: tf.constant(rng.normal(size=v.shape.as_list() + [max(label_map) + 1]), tf.float32)
+                               for k, v in labels["cls_targets"].items()},
+               "box_outputs": {k: tf.zeros_like(v) for k, v in labels["box_targets"].items()}}
+    cls = lambda lb: float(task.build_losses(outputs, lb)[1])  # noqa: E731
+    assert cls(weight_classes(labels, [1.0] * len(vector))) == pytest.approx(cls(labels), rel=1e-6)
+    alone = [1.0 if i == present else 0.0 for i in range(len(vector))]  # the loss of that class's anchors alone
+    assert cls(weight_classes(labels, alone)) > 0
+    assert cls(weight_classes(labels, vector)) == pytest.approx(cls(labels) + 2.0 * cls(weight_classes(labels, alone)), rel=1e-5)
+    with pytest.raises(TrainingError, match="class_weights names \\['no_such'\\]"):
+        train(cfg.replace(class_weights="no_such:2"), progress=False)
+    assert not (tmp_path / "never").exists()  # refused before anything was written
+
+
 def test_loss_goes_down_and_run_dir_is_complete(trained_run):
     result, cfg = trained_run
     run = Path(cfg.output_dir)
@@ -154,6 +190,25 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
     assert crossing > 0, "no detection touches the border: this model cannot tell where boxes are clipped"
     assert report["check"]["float32"]["agreement"] == 1.0
     assert report["check"]["float32"]["detections_per_class"] == report["check"]["saved_model"]["detections_per_class"]
+
+
+def test_int8_keeps_its_worst_layers_float(exported):
+    """The int8 file is integer except the layers with the largest quantization error, which are named in the report
+    and computed in float; its input stays uint8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mask_od.export import INT8_FLOAT_LAYERS
+
+    out, report, _ = exported
+    kept = report["variants"]["int8"]["float_layers"]
+    assert len(set(kept)) == len(kept) == INT8_FLOAT_LAYERS
+    it = Interpreter(str(out / "model_int8.tflite"))
+    assert it.get_input_details()[0]["dtype"] == np.uint8
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    dtype = {t["name"]: t["dtype"] for t in tensors.values()}
+    convs = [tensors[o["outputs"][0]]["dtype"] for o in it._get_ops_details() if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert np.int8 in convs and np.float32 in convs
+    assert all(dtype.get(n) == np.float32 for n in kept), {n: dtype.get(n) for n in kept}
 
 
 def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_records):
