@@ -249,7 +249,7 @@ def test_mixed_precision_path_trains_and_restores_the_policy(tiny_records, tmp_p
 
     monkeypatch.setattr(t, "_has_gpu", lambda: True)
     cfg = tiny_config(tiny_records, tmp_path / "mixed", train_records=tiny_records["four"], steps=12, eval_every=12,
-                      checkpoint_every=12, mixed_precision=True, pretrained="none")
+                      checkpoint_every=12, mixed_precision=True, pretrained="none", image_size=64)  # float16 is slow on a CPU
     during = []
     result = t.train(cfg, progress=False, on_eval=lambda e: during.append(tf_keras.mixed_precision.global_policy().name))
     assert during == ["mixed_float16"]
