@@ -162,15 +162,16 @@ def parse_class_weights(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, sep, weight = item.rpartition(":")
+        name = name.strip()
         try:
             w = float(weight)
         except ValueError:
             w = float("nan")
-        if not sep or not name.strip() or not w > 0 or w == float("inf"):
+        if not sep or not name or not w > 0 or w == float("inf"):
             raise ValueError(f"expected name:weight with a weight > 0, got {item!r}")
-        if name.strip() in out:
-            raise ValueError(f"{name.strip()!r} given twice")
-        out[name.strip()] = w
+        if name in out:
+            raise ValueError(f"{name!r} given twice")
+        out[name] = w
     return out
 
 

@@ -12,8 +12,7 @@ from typing import Callable
 from mask_od.config import Config
 from mask_od.errors import MaskODError
 from mask_od.label_map import num_classes as label_map_classes
-from mask_od.label_map import read_label_map
-from mask_od.label_map import name_to_id
+from mask_od.label_map import name_to_id, read_label_map
 
 
 class TrainingError(MaskODError, RuntimeError):

@@ -8,17 +8,19 @@ import _common  # noqa: F401
 
 
 def main(argv=None) -> int:
+    from mask_od.export import INT8_FLOAT_LAYERS, MAX_MAP50_DROP, TFLITE_VARIANTS
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run_dir", required=True)
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--tflite", nargs="*", default=["float32", "float16", "int8"], help="TFLite variants (none: --tflite)")
+    p.add_argument("--tflite", nargs="*", default=list(TFLITE_VARIANTS), help="TFLite variants (none: --tflite)")
     p.add_argument("--check_records", default=None, help="records for the parity check (default: the run's val_records)")
     p.add_argument("--calibration_records", default=None, help="records for int8 calibration (default: train_records)")
     p.add_argument("--num_check", type=int, default=50)
     p.add_argument("--num_calibration", type=int, default=100)
     p.add_argument("--which", default="best", choices=["best", "latest"])
-    p.add_argument("--max_map50_drop", type=float, default=0.01, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel")
-    p.add_argument("--int8_float_layers", type=int, default=5,
+    p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel")
+    p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
                    help="int8: layers with the largest quantization error kept float (0: every layer int8)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out_dir (never a run folder)")
     a = p.parse_args(argv)
