@@ -20,7 +20,7 @@ demo: install
 	$(PY) scripts/run_notebook.py $(DEMO_ARGS)
 
 test: install
-	$(PY) -m pytest -q -ra --durations=15 tests
+	$(PY) -m pytest -q -ra -n 2 --durations=15 tests
 
 bench-tfrecord: install
 	$(PY) benchmarks/tfrecord_throughput.py

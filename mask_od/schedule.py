@@ -115,6 +115,9 @@ class Plan:
         return sum(self.steps[:index])
 
     def describe(self) -> str:
+        if self.budget_minutes and not any(self.seconds_per_step):  # provisional: no speed measured yet
+            sizes = ", then ".join(f"{s.share:.0%} at {s.image_size} (lr {s.learning_rate:g})" for s in self.stages)
+            return f"{self.budget_minutes:g} min: {sizes}; steps planned from the speed measured in the warm-up"
         return format_plan(self.stages, self.steps, self.budget_minutes or None)
 
     def to_json(self) -> str:

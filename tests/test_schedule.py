@@ -49,6 +49,9 @@ def test_fit_steps_by_hand():
 def test_plan_refit_stage_lookup_and_json_round_trip():
     stages = list(parse_stages("320:0.5:0.03,640:0.5:0.01", 320, 0.03))
     plan = initial_plan(stages, 100, 1.0)
+    # before any speed is measured the plan says so, not its provisional open-ended step counts
+    assert plan.describe() == ("1 min: 50% at 320 (lr 0.03), then 50% at 640 (lr 0.01); steps planned from the speed "
+                               "measured in the warm-up")
     plan.seconds_per_step = [0.5, 2.0]
     plan.spent_seconds, plan.eval_seconds = 10.0, 5.0
     plan.refit(0, 10, evals_left=2, builds_left=1)  # 60 s - 10 spent - 2 x 5 eval - 0 setup = 40 s left
