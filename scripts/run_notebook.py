@@ -7,10 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
 def main(argv=None) -> int:
@@ -19,8 +20,6 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     params = {"HEADLESS": True}
-    if SHARED_WEIGHTS.is_file():  # no internet on the project's machines: use the local copy of the ImageNet weights
-        params["PRETRAINED"] = str(SHARED_WEIGHTS)
     for a in argv:
         if "=" not in a:
             print(f"error: expected NAME=VALUE, got {a!r}")

@@ -104,9 +104,8 @@ def exported(trained_run, tiny_records):
 
     _, cfg = trained_run
     out = tiny_records["root"] / "export"
-    # checked on the 20 training images (the 4 val images let one box move int8's mAP@0.5 by 6 to 8 points either way
-    # on this 100-step model); the 1-point rule (tested with hand-made figures in test_recipe.py, and met by float32
-    # and float16 on real photos) is widened to 10 points for int8's rounding on a barely trained model
+    # checked on the 20 training images with the default rule (mask_od.parity): a barely trained model's int8 file
+    # must decide like its SavedModel
     report = export_model(cfg.output_dir, out, tflite=("float32", "float16", "int8"), check_records=tiny_records["train_records"],
-                          num_check=20, num_calibration=8, max_map50_drop=0.10)
+                          num_check=20, num_calibration=8)
     return out, report, cfg

@@ -37,7 +37,7 @@ def test_notebook_runs_top_to_bottom(tmp_path):
 
     ws = tmp_path / "ws"
     params = dict(WORKSPACE=str(ws), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS=12, BATCH_SIZE=4, NUM_DEMO_IMAGES=16,
-                  TFLITE='["float32"]', LIVE_FRAMES=6)  # PRETRAINED left at its default: the shipped face_mask model, as a new user runs it
+                  LIVE_FRAMES=6)  # PRETRAINED and TFLITE left at their defaults (face_mask; float32, float16, int8), as make demo runs them
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), *(f"{k}={v}" for k, v in params.items())],
                        capture_output=True, text=True, timeout=900, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
@@ -48,6 +48,7 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     images = sum(1 for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
     assert images >= 6  # dataset report, training curves, evaluation plots, live frame
     export = ws / "exported-models" / "my_ssd_mobilenet_v2_fpnlite"
-    assert (export / "model_float32.tflite").is_file()
+    for v in ("float32", "float16", "int8"):  # every default variant, each checked against the SavedModel
+        assert (export / f"model_{v}.tflite").is_file() and f"checked model_{v}.tflite on " in p.stdout
     assert "image_size: 160" in (export / "config.yaml").read_text()  # two stages (96, 128), run and exported at IMAGE_SIZE
     assert (ws / "live.mp4").is_file() and (ws / "live.jsonl").read_text().count("\n") == 6

@@ -160,20 +160,21 @@ def test_tflite_outputs_nothing_when_nothing_scores(tmp_path):
             assert len(lite.scores) == 0, (threads, lite.scores[:5])
 
 
-def test_parity_failures_by_hand():
+def test_parity_failures_names_each_file_at_the_checks_allowance():
+    """export.parity_failures applies mask_od.parity's rule to every variant of a check_tflite report, at the
+    report's own max_map50_drop, and names each file."""
     from mask_od.export import parity_failures
 
-    ref = {"mAP50": 0.70, "detections_per_class": {"with_mask": 50, "without_mask": 10, "mask_weared_incorrect": 4}}
-    good = {"mAP50": 0.695, "detections_per_class": {"with_mask": 50, "without_mask": 9, "mask_weared_incorrect": 3},
-            "agreement": 0.98, "reference_detections": 40}
-    low = dict(good, mAP50=0.685)
-    gone = dict(good, detections_per_class={"with_mask": 52, "without_mask": 9, "mask_weared_incorrect": 0})
-    none_found = dict(good, agreement=0.0)
-    check = {"saved_model": ref, "max_map50_drop": 0.01, "good": good, "low": low, "gone": gone, "none": none_found}
-    assert parity_failures(check, ["good"]) == []
-    assert "1.5 points below" in parity_failures(check, ["low"])[0]
-    assert "never outputs mask_weared_incorrect" in parity_failures(check, ["gone"])[0]
-    assert "finds none" in parity_failures(check, ["none"])[0]
-    empty_ref = {"saved_model": dict(ref, detections_per_class={"with_mask": 0}), "max_map50_drop": 0.01,
-                 "x": dict(good, agreement=None, reference_detections=0, mAP50=0.70)}
-    assert parity_failures(empty_ref, ["x"]) == []  # nothing to compare is not counted as agreement, nor as failure
+    ok = {"images": 30, "min_score": 0.3, "pairs": 40, "found": 40, "ref_shown": 41, "kept": 40, "other_shown": 40,
+          "score_shift": 0.001, "score_spread": 0.02, "box_iou": 0.95, "box_shift": [0.0, 0.001], "box_shift_se": [0.002, 0.002],
+          "detections_per_class": {"with_mask": 50, "without_mask": 9}, "ref_detections_per_class": {"with_mask": 50, "without_mask": 10},
+          "map50_drop": 0.03, "map50_drop_ci95": [0.015, 0.06]}
+    check = {"max_map50_drop": 0.01, "float32": ok, "int8": dict(ok, score_shift=-0.2)}
+    problems = parity_failures(check, ["float32", "int8"])
+    assert len(problems) == 3, problems
+    assert "model_float32.tflite mAP@0.5 is 3.0 points below" in problems[0] and "allowed 1.0" in problems[0]
+    assert problems[1].startswith("model_int8.tflite scores are shifted by -0.200") and "mAP@0.5" in problems[2]
+    assert parity_failures(dict(check, max_map50_drop=0.02), ["float32"]) == []  # the lower bound 1.5 is within 2 points
+    empty = dict(ok, pairs=0, found=0, ref_shown=0, kept=0, other_shown=0, score_shift=None, box_iou=None,
+                 box_shift=None, box_shift_se=None, ref_detections_per_class={"with_mask": 0}, map50_drop_ci95=[0.0, 0.0])
+    assert parity_failures({"max_map50_drop": 0.01, "x": empty}, ["x"]) == []  # nothing to compare is no failure

@@ -189,7 +189,7 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
     assert compared > 0, "the tiny model detected nothing to compare"
     assert crossing > 0, "no detection touches the border: this model cannot tell where boxes are clipped"
     assert report["check"]["float32"]["agreement"] == 1.0
-    assert report["check"]["float32"]["detections_per_class"] == report["check"]["saved_model"]["detections_per_class"]
+    assert report["check"]["float32"]["detections_per_class"] == report["check"]["float32"]["ref_detections_per_class"]
 
 
 def test_int8_keeps_its_worst_layers_float(exported):
@@ -222,6 +222,24 @@ def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_rec
     det = Detector(out / "saved_model", score_threshold=0.0)
     b = evaluate(det.predict, examples_from_records(tiny_records["val_records"]), lm, progress=False)
     assert a["mAP"] == pytest.approx(b["mAP"], abs=1e-6) and a["mAP50"] == pytest.approx(b["mAP50"], abs=1e-6)
+
+
+def test_export_without_check_images_says_the_check_was_skipped(trained_run, tmp_path, capsys):
+    """A run without val_records (as a packaged model's config) exported without --check_records: the TFLite files are
+    written, but the report and a printed warning say they were not checked, instead of passing in silence."""
+    import dataclasses
+    import shutil
+
+    from mask_od.export import export_model
+
+    _, cfg = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(cfg.output_dir, run)
+    dataclasses.replace(cfg, val_records="", output_dir=str(run)).save(run / "config.yaml")
+    report = export_model(run, tmp_path / "export", tflite=("float32",))
+    assert "no val_records and no check_records" in report["check"]["skipped"]
+    assert "warning: not checked against the SavedModel" in capsys.readouterr().out
+    assert (tmp_path / "export" / "model_float32.tflite").is_file()
 
 
 def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
