@@ -80,8 +80,7 @@ class Detector:
             except (ValueError, RuntimeError) as e:
                 raise ModelError(f"{self.path}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})") from None
             self._in = self._interp.get_input_details()[0]
-            # outputs in the function's order: boxes, classes, scores, count ("StatefulPartitionedCall:0..3")
-            self._out = sorted(self._interp.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
+            self._out = _detection_output_indices(self._interp)
             self.input_size = int(self._in["shape"][1])
         else:
             import tensorflow as tf
@@ -124,8 +123,8 @@ class Detector:
         x, scale = self._tflite_input(rgb)
         self._interp.set_tensor(self._in["index"], x)
         self._interp.invoke()
-        boxes, classes, scores, count = (self._interp.get_tensor(o["index"]) for o in self._out)
-        boxes, classes, scores, n = boxes[0], classes[0], scores[0], int(count[0])
+        boxes, classes, scores, count = (self._interp.get_tensor(i) for i in self._out)
+        boxes, classes, scores, n = boxes[0], classes[0], scores[0], int(np.rint(count[0]))  # older int8 files: 43.92 for 44
         h, w = rgb.shape[:2]
         f = np.array([size / (scale * h), size / (scale * w)] * 2, np.float32)
         boxes = np.clip(boxes[:n] * f, 0, 1)
@@ -144,6 +143,19 @@ class Detector:
 
             det = detections_from_outputs(self._fn(input_tensor=rgb[None]), self.label_map)
         return det.above(self.score_threshold, self.max_detections)
+
+
+def _detection_output_indices(interp) -> list[int]:
+    """Tensor indices of boxes, classes, scores and count: by signature name (``detection_boxes`` ...), or in files
+    exported before the outputs were named, by the function's output number (``StatefulPartitionedCall:0..3``)."""
+    from mask_od.lite_internals import DETECTION_OUTPUTS
+
+    sigs = interp.get_signature_list()
+    if sigs and set(DETECTION_OUTPUTS) <= set(next(iter(sigs.values()))["outputs"]):
+        outputs = interp.get_signature_runner(next(iter(sigs))).get_output_details()
+        return [int(outputs[n]["index"]) for n in DETECTION_OUTPUTS]
+    outs = sorted(interp.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
+    return [int(o["index"]) for o in outs]
 
 
 def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:

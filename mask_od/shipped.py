@@ -13,7 +13,9 @@ from pathlib import Path
 
 from mask_od.errors import MaskODError
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# the repository's models/ folder, or the copy inside the installed package (pip install . / a wheel: mask_od/models)
+MODELS_DIR = next((p for p in (Path(__file__).resolve().parent / "models", Path(__file__).resolve().parents[1] / "models")
+                   if (p / "face_mask").is_dir()), Path(__file__).resolve().parents[1] / "models")
 SHIPPED = ("face_mask",)  # names that `pretrained:` accepts for a folder of MODELS_DIR
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint/model"  # prefix inside the folder

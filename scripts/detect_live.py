@@ -4,7 +4,9 @@ python scripts/detect_live.py --model workspace/exported-models/RUN/model_float3
 
 import argparse
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,9 @@ TFRecords or a VOC folder: python scripts/evaluate.py --model PATH (--records GL
 import argparse
 import json
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,9 @@ python scripts/export.py --run_dir workspace/models/RUN --out_dir workspace/expo
 import argparse
 import json
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
@@ -19,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--num_check", type=int, default=50)
     p.add_argument("--num_calibration", type=int, default=100)
     p.add_argument("--which", default="best", choices=["best", "latest"])
-    p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel")
+    p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel (refused when the 95%% bootstrap interval lies above it)")
     p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
                    help="int8: layers with the largest quantization error kept float (0: every layer int8)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out_dir (never a run folder)")

@@ -5,7 +5,9 @@ python scripts/package_model.py workspace/models/my_ssd_mobilenet_v2_fpnlite wor
 import argparse
 from pathlib import Path
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,9 @@ Flags follow the TF OD API tutorial's partition_dataset.py: -i IMAGE_DIR [-o OUT
 
 import argparse
 
-import _common  # noqa: F401
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:

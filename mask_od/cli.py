@@ -1,0 +1,34 @@
+"""One command for every step (installed as ``mask-od``): ``mask-od STEP [arguments of scripts/STEP]``, e.g.
+``mask-od train my.yaml steps=3000`` or ``mask-od detect --source 0``; ``mask-od`` alone lists the steps."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STEPS = {  # step -> the script module (scripts/*.py, installed as mask_od.scripts)
+    "capture": "capture_images",
+    "partition": "partition_dataset",
+    "tfrecord": "generate_tfrecord",
+    "train": "train",
+    "evaluate": "evaluate",
+    "export": "export",
+    "detect": "detect_live",
+    "package": "package_model",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the script of ``argv[0]`` with the rest of ``argv``; returns its exit code (2 for an unknown step)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STEPS:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown step {argv[0]!r}")
+        print("usage: mask-od STEP [ARGS ...]   (mask-od STEP --help for a step's arguments)\nsteps: "
+              + ", ".join(f"{k} (scripts/{v}.py)" for k, v in STEPS.items()))
+        return 2 if argv and argv[0] not in ("-h", "--help") else 0
+    return importlib.import_module(f"mask_od.scripts.{STEPS[argv[0]]}").main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Packaged detector models (face_mask); installed inside the package as mask_od.models."""
