@@ -227,6 +227,7 @@ class Monitor:
     finishes the recordings and the event log (renamed into place); everything in between is read by the web app."""
 
     def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None):
+        from mask_od.live import _source_fps
         from mask_od.plots import class_color_rgb
 
         self.cfg, self.detector, self.alert = cfg, detector, alert
@@ -238,9 +239,8 @@ class Monitor:
                          for s in cfg.sources]
         self.hub = FrameHub(len(self.readers))
         self.now_counts = [{n: 0 for n in self.names} for _ in self.readers]
-        self.source_fps = [0.0] * len(self.readers)
         self.processed = [0] * len(self.readers)
-        self._last_t: list[float | None] = [None] * len(self.readers)
+        self._times = [collections.deque(maxlen=32) for _ in self.readers]  # when each source's last frames were done
         self.events: collections.deque = collections.deque(maxlen=cfg.max_events)
         self.crops: dict[int, bytes] = {}
         self.num_events = self.errors = 0
@@ -298,11 +298,8 @@ class Monitor:
         out = draw_boxes_rgb(rgb, det.boxes, det.classes, [f"{n} #{t}" for n, t in zip(det.names, tf.track_ids)])
         now = time.perf_counter()
         self._recent.append((now, now - t))
-        if self._last_t[i] is not None:
-            inst = 1.0 / max(now - self._last_t[i], 1e-6)
-            self.source_fps[i] = inst if self.processed[i] < 2 else 0.9 * self.source_fps[i] + 0.1 * inst
-        self._last_t[i] = now
-        draw_overlay(out, self.fps(), counts, self.colors)
+        self._times[i].append(now)
+        draw_overlay(out, self.fps(i), counts, self.colors)
         self.processed[i] += 1
         if self.cfg.record_dir:
             self._record(i, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
@@ -349,10 +346,13 @@ class Monitor:
             self._sinks[i] = VideoSink(self._tmp[path], self.trackers[i].config.fps, (bgr.shape[1], bgr.shape[0]))
         self._sinks[i].write(bgr)
 
-    def fps(self) -> float:
-        """Frames processed per second over the last (up to 64) frames, all sources together."""
-        r = list(self._recent)
-        return (len(r) - 1) / (r[-1][0] - r[0][0]) if len(r) > 1 and r[-1][0] > r[0][0] else 0.0
+    def fps(self, source: int | None = None) -> float:
+        """Frames processed per second over the last frames (up to 64 of all sources, or 32 of one); 0 when none came
+        for 2 s."""
+        t = [x for x, _ in list(self._recent)] if source is None else list(self._times[source])
+        if len(t) < 2 or t[-1] <= t[0] or time.perf_counter() - t[-1] > 2.0:
+            return 0.0
+        return (len(t) - 1) / (t[-1] - t[0])
 
     def unique_counts(self) -> dict[str, int]:
         out = {n: 0 for n in self.names}
@@ -372,7 +372,7 @@ class Monitor:
                 "fps": round(self.fps(), 2), "ms_per_frame": round(1000 * float(np.mean(recent)), 1) if recent else None,
                 "frames": sum(self.processed), "events": self.num_events, "uptime_s": round(time.time() - self.t0, 1),
                 "sources": [{"index": r.index, "name": r.name, "state": r.state, "frames_read": r.read,
-                             "frames_processed": self.processed[r.index], "dropped": r.dropped, "fps": round(self.source_fps[r.index], 2),
+                             "frames_processed": self.processed[r.index], "dropped": r.dropped, "fps": round(self.fps(r.index), 2),
                              "restarts": r.restarts, "error": r.error,
                              "retry_in_s": round(max(0.0, r.retry_at - time.time()), 1) if r.state == "down" and r.retry_at else None,
                              "people_now": sum(self.now_counts[r.index].values())} for r in self.readers]}
@@ -397,14 +397,6 @@ class Monitor:
             for t in self._tmp.values():
                 t.unlink(missing_ok=True)
         return written
-
-
-def _source_fps(source: Source) -> float | None:
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        from mask_od.live import _source_fps as fps
-
-        return fps(source)
-    return None
 
 
 class TokenGate:
