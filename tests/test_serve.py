@@ -85,7 +85,8 @@ def wait_for(check, timeout: float, what: str):
 
 def test_known_tracks_give_unique_people_and_one_event_per_bare_face(tmp_path):
     video = write_known_video(tmp_path / "known.mp4")
-    cfg = ServeConfig(sources=[str(video)], event_log=str(tmp_path / "events.jsonl"), record_dir=str(tmp_path / "rec"))
+    cfg = ServeConfig(sources=[str(video)], event_log=str(tmp_path / "events.jsonl"), record_dir=str(tmp_path / "rec"),
+                      max_events=1)  # events and crops rotate in memory; the log keeps them all
     alerts = []
     m = Monitor(cfg, TruthDetector(known_tracks()), alert=lambda det: alerts.append(det.names))
     m.start()
@@ -99,15 +100,33 @@ def test_known_tracks_give_unique_people_and_one_event_per_bare_face(tmp_path):
     assert stats["sources"][0]["frames_read"] == N and stats["sources"][0]["state"] == "ended"
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sorted(e["class"] for e in events) == ["mask_weared_incorrect", "without_mask"], events
-    assert len({e["track_id"] for e in events}) == 2 and [e["id"] for e in m.events] == [e["id"] for e in events]
+    assert len({e["track_id"] for e in events}) == 2 and [e["id"] for e in events] == [1, 2]
     assert sorted(alerts) == [["mask_weared_incorrect"], ["without_mask"]]
-    for e in events:  # a face crop per event, in memory, served by id
-        import cv2
+    assert [e["id"] for e in m.events] == [2] and list(m.crops) == [2] and stats["events"] == 2
+    import cv2
 
-        crop = cv2.imdecode(np.frombuffer(m.crops[e["id"]], np.uint8), cv2.IMREAD_COLOR)
-        assert crop is not None and 20 <= crop.shape[0] <= 60
+    crop = cv2.imdecode(np.frombuffer(m.crops[2], np.uint8), cv2.IMREAD_COLOR)  # the face, with a margin
+    assert crop is not None and 34 <= crop.shape[0] <= 50 and 28 <= crop.shape[1] <= 40, crop.shape
     assert sorted(written) == sorted([str(tmp_path / "events.jsonl"), str(tmp_path / "rec" / "source0.mp4")])
     assert not list(tmp_path.rglob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_street_video_gives_two_people_not_hundreds():
+    from conftest import need_shared
+
+    from mask_od.detect import Detector
+    from mask_od.shipped import default_live_model
+
+    video = need_shared("data", "video", "street-masks.mp4")
+    m = Monitor(ServeConfig(sources=[str(video)]), Detector(default_live_model(), score_threshold=0.3))
+    m.start()
+    try:
+        wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == 197, 120, "the street video to play once")
+        s = m.stats()
+    finally:
+        m.close()
+    assert s["unique_people"] == {"with_mask": 2, "without_mask": 0, "mask_weared_incorrect": 0} and s["events"] == 0, s
 
 
 def test_tracker_counts_a_person_once_within_lost_s_and_again_after():
