@@ -55,22 +55,30 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def phase(port: int, pid: int, viewers: int, seconds: float, sample_s: float = 0.0) -> dict:
     vs = [Viewer(port) for _ in range(viewers)]
     for v in vs:
         v.start()
     time.sleep(2.0)  # let the viewers connect
-    s0, t0, got0 = stats(port), time.time(), [v.frames for v in vs]
+    s0, t0, c0, got0 = stats(port), time.time(), cpu_s(pid), [v.frames for v in vs]
     samples = []
     while (left := seconds - (time.time() - t0)) > 0:
         time.sleep(min(sample_s or left, left))
         samples.append((round(time.time() - t0, 1), round(rss_mb(pid), 1)))
-    s1, t1 = stats(port), time.time()
+    s1, t1, c1 = stats(port), time.time(), cpu_s(pid)
     for v in vs:
         v.stop.set()
-    dt = t1 - t0
+    dt, frames = t1 - t0, s1["frames"] - s0["frames"]
     per_viewer = [(v.frames - g) / dt for v, g in zip(vs, got0)]
-    return {"viewers": viewers, "seconds": round(dt, 1), "processing_fps": round((s1["frames"] - s0["frames"]) / dt, 2),
+    return {"viewers": viewers, "seconds": round(dt, 1), "processing_fps": round(frames / dt, 2),
+            "server_cpu_ms_per_frame": round(1000 * (c1 - c0) / frames, 1) if frames else None,
+            "load_avg_1min": round(os.getloadavg()[0], 1),
             "viewer_fps_min": round(min(per_viewer), 2), "viewer_fps_mean": round(sum(per_viewer) / len(per_viewer), 2),
             "rss_mb": samples}
 
@@ -79,6 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phase_s", type=float, default=20.0, help="seconds of each of the 1 / 4 / 16 viewer phases")
     p.add_argument("--memory_s", type=float, default=120.0, help="seconds of the memory run with 16 viewers")
+    p.add_argument("--rounds", type=int, default=2, help="times the 1 / 4 / 16 phases run, in turn (the machine's load drifts)")
     a = p.parse_args()
     need(VIDEO)
     from mask_od.detect import Detector
@@ -104,19 +113,27 @@ def main() -> None:
                 raise SystemExit("the monitor did not start within 60 s")
             time.sleep(0.5)
         out["phases"] = []
-        for n in (1, 4, 16):
-            r = phase(port, server.pid, n, a.phase_s)
-            out["phases"].append(r)
-            print(f"{n:2d} viewer(s): processing {r['processing_fps']} FPS, each viewer got {r['viewer_fps_min']}-"
-                  f"{r['viewer_fps_mean']} (min-mean) frames/s, server RSS {r['rss_mb'][-1][1]} MB", flush=True)
+        for _ in range(a.rounds):
+            for n in (1, 4, 16):
+                r = phase(port, server.pid, n, a.phase_s)
+                out["phases"].append(r)
+                print(f"{n:2d} viewer(s): processing {r['processing_fps']} FPS, server CPU {r['server_cpu_ms_per_frame']} ms "
+                      f"per frame, each viewer got {r['viewer_fps_min']}-{r['viewer_fps_mean']} (min-mean) frames/s, server RSS "
+                      f"{r['rss_mb'][-1][1]} MB, load average {r['load_avg_1min']}", flush=True)
         m = phase(port, server.pid, 16, a.memory_s, sample_s=10.0)
         out["memory_run"] = m
         rss = [x for _, x in m["rss_mb"]]
         print(f"16 viewers for {m['seconds']} s: processing {m['processing_fps']} FPS; server RSS every 10 s (MB): {rss}", flush=True)
-        f1, f16 = out["phases"][0]["processing_fps"], out["phases"][2]["processing_fps"]
+        def mean(n, key):
+            v = [r[key] for r in out["phases"] if r["viewers"] == n]
+            return sum(v) / len(v)
+
+        f1, f16 = mean(1, "processing_fps"), mean(16, "processing_fps")
         out["fps_16_over_1"] = round(f16 / f1, 3) if f1 else None
+        out["cpu_ms_per_frame_1_4_16"] = [round(mean(n, "server_cpu_ms_per_frame"), 1) for n in (1, 4, 16)]
         out["rss_growth_mb"] = round(rss[-1] - rss[0], 1) if rss else None
-        print(f"processing FPS with 16 viewers / with 1: {out['fps_16_over_1']}; RSS growth over the memory run: "
+        print(f"processing FPS with 16 viewers / with 1 (mean of the rounds): {out['fps_16_over_1']}; server CPU ms per frame "
+              f"with 1 / 4 / 16 viewers: {out['cpu_ms_per_frame_1_4_16']}; RSS growth over the memory run: "
               f"{out['rss_growth_mb']} MB; detect_live.py alone: {out['detect_live_alone']['fps']} FPS", flush=True)
     finally:
         server.terminate()

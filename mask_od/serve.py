@@ -138,13 +138,16 @@ class SourceReader:
     def _run(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
-            self.state = "connecting"
+            self.state, got = "connecting", 0
             try:
                 for frame in iter_frames(self.source):
                     self.state, self.error, self.retry_at, backoff = "up", None, None, 1.0
                     self._put(frame)
+                    got += 1
                     if self._stop.is_set():
                         return
+                if not got and self.replayable:  # else a looped empty file would spin
+                    raise SourceError(f"{self.name}: no frame could be read (empty, or a codec OpenCV's FFmpeg lacks)")
                 if not self.live and not (self.loop and self.replayable):
                     self.state = "ended"
                     return

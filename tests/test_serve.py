@@ -274,3 +274,15 @@ def test_non_loopback_bind_without_token_refuses_to_start(capsys):
     t = time.perf_counter()
     assert script.main(["--source", "0", "--host", "192.168.1.5"]) == 2
     assert "refusing to bind 192.168.1.5" in capsys.readouterr().out and time.perf_counter() - t < 5  # no model loaded
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    from mask_od.serve import serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
+            serve(ServeConfig(sources=[endless(48, 64)], port=port, event_log=str(tmp_path / "ev.jsonl")), TruthDetector())
+    assert (tmp_path / "ev.jsonl").is_file()  # the event log is finished all the same
