@@ -95,8 +95,11 @@ def main() -> None:
     from mask_od.shipped import default_live_model
 
     det = Detector(default_live_model(), score_threshold=0.3, num_threads=2)
+    c0 = time.process_time()
     base = run_live(det, VIDEO, display="none", print_every_s=0)
-    out = {"detect_live_alone": {"frames": base.frames, "fps": round(base.fps, 2)}}
+    out = {"detect_live_alone": {"frames": base.frames, "fps": round(base.fps, 2),
+                                 "cpu_ms_per_frame": round(1000 * (time.process_time() - c0) / base.frames, 1),
+                                 "load_avg_1min": round(os.getloadavg()[0], 1)}}
     print("detect_live.py alone (run_live, score 0.3, no display):", out["detect_live_alone"], flush=True)
     port = free_port()
     server = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--source", str(VIDEO), "--loop", "--port", str(port)],
