@@ -537,33 +537,47 @@ def build_app(monitor: Monitor, token: str | None = None):
     return TokenGate(app, token)
 
 
-def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: Callable[[str], None] | None = None) -> ServeSummary:
-    """Run the monitor and its web page until Ctrl-C (or SIGTERM); returns a summary once recordings and the event log
-    are finished. Raises :class:`ServeError` before anything starts when the setting is unsafe (see
-    :func:`validate_config`). ``on_ready(url)`` is called once the port is open (default: print the URL)."""
-    import signal
-
+def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None]):
+    """A uvicorn server of the monitor's app; ``on_ready(url)`` once its port is open. A stop signal (or
+    ``should_exit``) also ends the endless streams, so that it can close."""
     import uvicorn
-
-    validate_config(cfg)
-    monitor = Monitor(cfg, detector, alert)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
-            monitor.stopping.set()  # ends the endless streams, so the server can close
+            monitor.stopping.set()
             super().handle_exit(sig, frame)
 
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if self.started:
                 port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
-                host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-                url = f"http://{host}:{port}/"
-                (on_ready or print)(url + (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)"
-                                          if cfg.token else " (this machine only)"))
+                on_ready(f"http://{f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{port}/")
 
-    server = Server(uvicorn.Config(build_app(monitor, cfg.token), host=cfg.host, port=cfg.port, log_level="warning",
-                                   access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
+    return Server(uvicorn.Config(build_app(monitor, cfg.token), host=cfg.host, port=cfg.port, log_level="warning",
+                                 access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
+
+
+def _summary(monitor: Monitor, alert, written: list[str], message: str) -> ServeSummary:
+    return ServeSummary(sum(monitor.processed), time.time() - monitor.t0, monitor.unique_counts(), monitor.num_events,
+                        getattr(alert, "count", 0), written, message)
+
+
+def _bind_error(cfg: ServeConfig) -> ServeError:
+    return ServeError(f"could not serve on {cfg.host}:{cfg.port} (in use, or not an address of this machine)")
+
+
+def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: Callable[[str], None] | None = None) -> ServeSummary:
+    """Run the monitor and its web page until Ctrl-C (or SIGTERM); returns a summary once recordings and the event log
+    are finished. Raises :class:`ServeError` before anything starts when the setting is unsafe (see
+    :func:`validate_config`), or when the port cannot be had. ``on_ready(line)`` gets the URL and whether a token is
+    required once the port is open (default: print it)."""
+    import signal
+
+    validate_config(cfg)
+    monitor = Monitor(cfg, detector, alert)
+    note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
+            else " (this machine only)")
+    server = _server(cfg, monitor, lambda url: (on_ready or print)(url + note))
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None  # SIGTERM ends as cleanly as Ctrl-C
     monitor.start()
@@ -571,8 +585,7 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
-        message = f"could not serve on {cfg.host}:{cfg.port} (in use, or not an address of this machine)"
-        raise ServeError(message) from None
+        raise _bind_error(cfg) from None
     except KeyboardInterrupt:
         message = "stopped by interrupt"
     finally:
@@ -580,5 +593,38 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
         written = monitor.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    return ServeSummary(sum(monitor.processed), time.time() - monitor.t0, monitor.unique_counts(), monitor.num_events,
-                        getattr(alert, "count", 0), written, message)
+    return _summary(monitor, alert, written, message)
+
+
+class BackgroundMonitor:
+    """The monitor served from a thread of this process, e.g. in a notebook: ``IFrame(m.url, 1200, 700)`` shows the
+    page, ``m.stop()`` ends it and returns the summary (recordings and event log finished). Raises
+    :class:`ServeError` like :func:`serve`. ``cfg.port = 0`` takes a free port."""
+
+    def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
+        validate_config(cfg)
+        self.cfg, self.alert, self.url = cfg, alert, None
+        self.monitor = Monitor(cfg, detector, alert)
+        ready = threading.Event()
+        self._server = _server(cfg, self.monitor, lambda url: (setattr(self, "url", url), ready.set()))
+        self.monitor.start()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="monitor-server")
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not ready.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        if self.url is None:
+            self.stop()
+            raise _bind_error(cfg)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # cannot bind: the constructor says so
+            pass
+
+    def stop(self) -> ServeSummary:
+        self.monitor.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
+        return _summary(self.monitor, self.alert, self.monitor.close(), "stopped")

@@ -2,9 +2,9 @@
 that dies and comes back, a viewer that stops reading, and the safety rules (bind, token, path-like inputs)."""
 
 import contextlib
+import dataclasses
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -163,22 +163,14 @@ def test_a_dead_source_is_retried_and_shown_down(tmp_path):
 
 @contextlib.contextmanager
 def running(cfg: ServeConfig, detector):
-    """The app served by uvicorn in a thread on a free loopback port; yields (base URL, monitor)."""
-    import uvicorn
+    """The monitor served from a thread on a free loopback port; yields (base URL without the last slash, monitor)."""
+    from mask_od.serve import BackgroundMonitor
 
-    m = Monitor(cfg, detector)
-    server = uvicorn.Server(uvicorn.Config(build_app(m, cfg.token), host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    m.start()
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
+    bg = BackgroundMonitor(dataclasses.replace(cfg, port=0), detector)
     try:
-        wait_for(lambda: server.started, 20, "the server")
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", m
+        yield bg.url.rstrip("/"), bg.monitor
     finally:
-        m.stopping.set()
-        server.should_exit = True
-        th.join(10)
-        m.close()
+        bg.stop()
 
 
 def endless(h=240, w=320):
@@ -277,7 +269,7 @@ def test_non_loopback_bind_without_token_refuses_to_start(capsys):
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path):
-    from mask_od.serve import serve
+    from mask_od.serve import BackgroundMonitor, serve
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -285,4 +277,6 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
             serve(ServeConfig(sources=[endless(48, 64)], port=port, event_log=str(tmp_path / "ev.jsonl")), TruthDetector())
-    assert (tmp_path / "ev.jsonl").is_file()  # the event log is finished all the same
+        assert (tmp_path / "ev.jsonl").is_file()  # the event log is finished all the same
+        with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
+            BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=port), TruthDetector())
