@@ -21,7 +21,7 @@ import numpy as np
 from mask_od.detections import Detections
 from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, replace_path, temp_sibling
-from mask_od.sources import Source, SourceError, describe_source, iter_frames
+from mask_od.sources import Source, SourceError, describe_source, is_live, iter_frames
 from mask_od.track import PersonTracker, TrackerConfig
 
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -87,12 +87,8 @@ def output_paths(cfg: ServeConfig) -> list[Path]:
 
 
 def source_name(source: Source) -> str:
-    """How a source is shown: a URL without its user and password."""
-    return re.sub(r"://[^/@]*@", "://", describe_source(source))
-
-
-def _is_live(source: Source) -> bool:
-    return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
+    """How a source is shown: a URL without its user, password and query."""
+    return re.sub(r"\?.*", "?…", re.sub(r"://[^/@]*@", "://", describe_source(source)))
 
 
 class SourceReader:
@@ -102,7 +98,7 @@ class SourceReader:
 
     def __init__(self, index: int, source: Source, loop: bool, retry_max_s: float, wake: threading.Event):
         self.index, self.source, self.name = index, source, source_name(source)
-        self.live = _is_live(source)
+        self.live = is_live(source)
         self.replayable = isinstance(source, (int, str, Path))
         self.loop, self.retry_max_s, self._wake = loop, retry_max_s, wake
         self.state, self.error, self.retry_at = "starting", None, None
@@ -411,8 +407,10 @@ class TokenGate:
         self.app, self.token = app, token
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # no websocket routes: refused before they reach the app
+            return await send({"type": "websocket.close", "code": 1008})
         from urllib.parse import parse_qsl
 
         path = scope.get("path", "")

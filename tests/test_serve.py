@@ -251,6 +251,13 @@ def test_token_is_needed_everywhere_and_path_like_inputs_are_refused(tmp_path):
                     assert status in (400, 404, 422), (target, status)
 
 
+def test_source_names_shown_without_credentials():
+    from mask_od.serve import source_name
+
+    assert source_name("rtsp://admin:pw@10.0.0.5:554/live?key=abc") == "rtsp://10.0.0.5:554/live?…"
+    assert source_name(0) == "camera 0" and source_name("clip.mp4") == "clip.mp4"
+
+
 def test_non_loopback_bind_without_token_refuses_to_start(capsys):
     with pytest.raises(ServeError, match="0.0.0.0.*token"):
         validate_config(ServeConfig(host="0.0.0.0"))
