@@ -9,7 +9,7 @@ import _common  # noqa: F401
 
 
 def main(argv=None) -> int:
-    from mask_od.serve import ServeConfig
+    from mask_od.monitor import ServeConfig
     from mask_od.track import BARE, TrackerConfig
 
     d, t = ServeConfig(), TrackerConfig()

@@ -1,4 +1,4 @@
-"""The live monitor (mask_od.serve / mask_od.track): people tracked on a generated video with known tracks, a source
+"""The live monitor (mask_od.monitor, mask_od.serve, mask_od.track): people tracked on a generated video with known tracks, a source
 that dies and comes back, a viewer that stops reading, and the safety rules (bind, token, path-like inputs)."""
 
 import contextlib
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mask_od.detections import Detections
-from mask_od.serve import Monitor, ServeConfig, ServeError, build_app, validate_config
+from mask_od.monitor import Monitor, ServeConfig
+from mask_od.serve import ServeError, validate_config
 from mask_od.track import PersonTracker, TrackerConfig
 
 LABELS = {1: "with_mask", 2: "without_mask", 3: "mask_weared_incorrect"}
@@ -252,7 +253,7 @@ def test_token_is_needed_everywhere_and_path_like_inputs_are_refused(tmp_path):
 
 
 def test_source_names_shown_without_credentials():
-    from mask_od.serve import source_name
+    from mask_od.monitor import source_name
 
     assert source_name("rtsp://admin:pw@10.0.0.5:554/live?key=abc") == "rtsp://10.0.0.5:554/live?…"
     assert source_name(0) == "camera 0" and source_name("clip.mp4") == "clip.mp4"
