@@ -256,6 +256,8 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     message = "stopped"
     try:
         server.run()
+        if monitor.stopping.is_set():  # set by the signal (Python re-raises SIGINT only where it was not ignored)
+            message = "stopped by interrupt"
     except SystemExit:  # uvicorn exits when it cannot bind
         raise _bind_error(cfg) from None
     except KeyboardInterrupt:
