@@ -15,6 +15,7 @@ STEPS = {  # step -> the script module (scripts/*.py, installed as mask_od.scrip
     "export": "export",
     "detect": "detect_live",
     "package": "package_model",
+    "serve": "serve",
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from mask_od.detect import draw_detections
 from mask_od.detections import Detections
 from mask_od.fileio import refuse_existing, replace_path, temp_sibling
-from mask_od.sources import Source, iter_frames
+from mask_od.sources import Source, is_live, iter_frames
 
 
 @dataclasses.dataclass
@@ -210,8 +210,7 @@ def stream_detections(detector, source: Source, drop_frames: bool | None = None,
 
     from mask_od.plots import class_color_rgb
 
-    live = isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
-    grabber = FrameGrabber(source, live if drop_frames is None else drop_frames, max_frames)
+    grabber = FrameGrabber(source, is_live(source) if drop_frames is None else drop_frames, max_frames)
     colors = {n: class_color_rgb(i) for i, n in detector.label_map.items()}
     t_prev, fps, index = time.perf_counter(), 0.0, 0
     try:

@@ -24,6 +24,11 @@ def describe_source(source: Source) -> str:
     return type(source).__name__
 
 
+def is_live(source: Source) -> bool:
+    """A camera or a stream URL (frames come in real time: stale ones are dropped), not a file, folder or iterator."""
+    return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
+
+
 def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
     import cv2
 

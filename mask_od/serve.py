@@ -1,0 +1,304 @@
+"""A live mask-compliance monitor served to a browser by one process (FastAPI + uvicorn): the page, JSON, Server-Sent
+Events and MJPEG views of a :class:`~mask_od.monitor.Monitor`; loopback only unless a token is set, and then every
+request must carry it; paths and queries that look like anything but these routes are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import ipaddress
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from mask_od.errors import MaskODError
+from mask_od.fileio import refuse_existing
+from mask_od.monitor import Monitor, ServeConfig, output_paths
+
+PAGE = Path(__file__).with_name("serve_page.html")
+COOKIE = "mask_od_token"
+MIN_TOKEN_LEN = 16
+QUERY_KEYS = {"token": r"[A-Za-z0-9_\-.~]{1,256}", "after": r"-?[0-9]{1,12}", "limit": r"[0-9]{1,4}"}
+SAFE_PATH = re.compile(r"/[A-Za-z0-9_\-/]*(\.(jpg|mjpg))?")
+
+
+class ServeError(MaskODError, ValueError):
+    """The monitor cannot start as asked (an unsafe bind, a bad setting); the message says what to change."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_config(cfg: ServeConfig) -> None:
+    """Refuse an unsafe or impossible setting before anything starts (no model loaded, no port bound)."""
+    if not is_loopback(cfg.host) and not cfg.token:
+        raise ServeError(f"refusing to bind {cfg.host}: any address but loopback (127.0.0.1) needs a token "
+                         "(--token_file FILE, or --token), which every request must then carry")
+    if cfg.token is not None and (len(cfg.token) < MIN_TOKEN_LEN or not re.fullmatch(QUERY_KEYS["token"], cfg.token)):
+        raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ "
+                         "(python -c \"import secrets; print(secrets.token_urlsafe(24))\" makes one)")
+    if not cfg.sources:
+        raise ServeError("no source given")
+    if not 0 <= cfg.port < 65536 or cfg.max_events < 1 or cfg.stream_width < 32 or not 1 <= cfg.jpeg_quality <= 100:
+        raise ServeError(f"bad setting: port {cfg.port}, max_events {cfg.max_events}, stream_width {cfg.stream_width}, "
+                         f"jpeg_quality {cfg.jpeg_quality}")
+    for p in output_paths(cfg):
+        refuse_existing(p, cfg.overwrite)
+
+
+@dataclasses.dataclass
+class ServeSummary:
+    frames: int
+    seconds: float
+    unique_people: dict[str, int]
+    events: int
+    alerts: int
+    outputs: list[str]
+    message: str
+
+    def __str__(self) -> str:
+        people = ", ".join(f"{k} {v}" for k, v in self.unique_people.items())
+        return (f"{self.frames} frames in {self.seconds:.1f} s; people: {people}; {self.events} event(s), {self.alerts} "
+                f"alert(s). {self.message}" + (f" Wrote {', '.join(self.outputs)}." if self.outputs else ""))
+
+
+class TokenGate:
+    """ASGI middleware in front of every route: the request path and query must look harmless (no dots, slashes in
+    values or unknown keys), and, with a token, carry it (``Authorization: Bearer``, the cookie the page sets, or
+    ``?token=`` on the page itself); else 400 / 401 with no body beyond the reason."""
+
+    def __init__(self, app, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # no websocket routes: refused before they reach the app
+            return await send({"type": "websocket.close", "code": 1008})
+        from urllib.parse import parse_qsl
+
+        path = scope.get("path", "")
+        raw = scope.get("raw_path", path.encode()).decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=4)
+        except ValueError:
+            pairs = None
+        if (not SAFE_PATH.fullmatch(path) or raw != path or pairs is None
+                or any(k not in QUERY_KEYS or not re.fullmatch(QUERY_KEYS[k], v) for k, v in pairs)):
+            return await _reply(send, 400, b"refused: the path or query holds characters this server never uses")
+        if self.token is not None:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            given = []
+            auth = headers.get("authorization", "")
+            if auth.startswith("Bearer "):
+                given.append(auth[7:].strip())
+            for part in headers.get("cookie", "").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == COOKIE:
+                    given.append(v)
+            if path == "/":
+                given += [v for k, v in pairs if k == "token"]
+            if not any(hmac.compare_digest(g.encode(), self.token.encode()) for g in given):
+                return await _reply(send, 401, b"unauthorized: this monitor wants its token", [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+async def _reply(send, status: int, body: bytes, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())] + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(monitor: Monitor, token: str | None = None):
+    """The FastAPI app over a started :class:`Monitor` (no docs routes; every route behind :class:`TokenGate`)."""
+    import contextlib
+
+    from fastapi import FastAPI, HTTPException, Query
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        monitor.hub.bind(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    n = len(monitor.readers)
+    nocache = {"Cache-Control": "no-store"}
+
+    def source_index(index: int) -> int:
+        if not 0 <= index < n:
+            raise HTTPException(404, f"no source {index} (there are {n})")
+        return index
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        r = HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={**nocache, "Content-Security-Policy":
+                         "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self'"})
+        if token is not None:
+            r.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return r
+
+    @app.get("/api/health")
+    async def health():
+        states = [r.state for r in monitor.readers]
+        return JSONResponse({"ok": monitor._thread.is_alive() and not monitor.stopping.is_set(), "sources": states,
+                             "frame_errors": monitor.errors, "last_error": monitor.last_error}, headers=nocache)
+
+    @app.get("/api/stats")
+    async def stats():
+        return JSONResponse(monitor.stats(), headers=nocache)
+
+    @app.get("/api/events")
+    async def events(after: int = Query(0, ge=-1, le=10**12), limit: int = Query(50, ge=1, le=1000)):
+        evs = [e for e in list(monitor.events) if e["id"] > after][-limit:]
+        return JSONResponse({"events": evs, "total": monitor.num_events}, headers=nocache)
+
+    @app.get("/api/crops/{event_id}.jpg")
+    async def crop(event_id: int):
+        data = monitor.crops.get(event_id)
+        if data is None:
+            raise HTTPException(404, "no such event crop (events rotate out after max_events)")
+        return Response(data, media_type="image/jpeg")
+
+    @app.get("/api/frame/{index}.jpg")
+    async def frame(index: int):
+        seq, jpeg = monitor.hub.frames[source_index(index)]
+        if jpeg is None:
+            raise HTTPException(404, "no frame yet")
+        return Response(jpeg, media_type="image/jpeg", headers={**nocache, "X-Frame-Seq": str(seq)})
+
+    @app.get("/stream/{index}.mjpg")
+    async def stream(index: int):
+        i = source_index(index)
+
+        async def parts():
+            seq = 0
+            while not monitor.stopping.is_set():
+                seq, jpeg = await monitor.hub.newer(i, seq, 1.0)
+                if jpeg is not None:
+                    yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n" % (len(jpeg), jpeg)
+
+        return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers=nocache)
+
+    @app.get("/api/updates")
+    async def updates():
+        async def messages():
+            last = -1
+            while not monitor.stopping.is_set():
+                evs = [e for e in list(monitor.events) if e["id"] > last][-50:]
+                last = evs[-1]["id"] if evs else last
+                yield f"data: {json.dumps({'stats': monitor.stats(), 'events': evs})}\n\n"
+                for _ in range(5):
+                    if monitor.stopping.is_set():
+                        break
+                    await asyncio.sleep(0.1)
+
+        return StreamingResponse(messages(), media_type="text/event-stream", headers=nocache)
+
+    return TokenGate(app, token)
+
+
+def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None]):
+    """A uvicorn server of the monitor's app; ``on_ready(url)`` once its port is open. A stop signal (or
+    ``should_exit``) also ends the endless streams, so that it can close."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            monitor.stopping.set()
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:
+                port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
+                on_ready(f"http://{f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{port}/")
+
+    return Server(uvicorn.Config(build_app(monitor, cfg.token), host=cfg.host, port=cfg.port, log_level="warning",
+                                 access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
+
+
+def _summary(monitor: Monitor, alert, written: list[str], message: str) -> ServeSummary:
+    return ServeSummary(sum(monitor.processed), time.time() - monitor.t0, monitor.unique_counts(), monitor.num_events,
+                        getattr(alert, "count", 0), written, message)
+
+
+def _bind_error(cfg: ServeConfig) -> ServeError:
+    return ServeError(f"could not serve on {cfg.host}:{cfg.port} (in use, or not an address of this machine)")
+
+
+def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: Callable[[str], None] | None = None) -> ServeSummary:
+    """Run the monitor and its web page until Ctrl-C (or SIGTERM); returns a summary once recordings and the event log
+    are finished. Raises :class:`ServeError` before anything starts when the setting is unsafe (see
+    :func:`validate_config`), or when the port cannot be had. ``on_ready(line)`` gets the URL and whether a token is
+    required once the port is open (default: print it)."""
+    import signal
+
+    validate_config(cfg)
+    monitor = Monitor(cfg, detector, alert)
+    note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
+            else " (this machine only)")
+    server = _server(cfg, monitor, lambda url: (on_ready or print)(url + note))
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None  # SIGTERM ends as cleanly as Ctrl-C
+    monitor.start()
+    message = "stopped"
+    try:
+        server.run()
+        if monitor.stopping.is_set():  # set by the signal (Python re-raises SIGINT only where it was not ignored)
+            message = "stopped by interrupt"
+    except SystemExit:  # uvicorn exits when it cannot bind
+        raise _bind_error(cfg) from None
+    except KeyboardInterrupt:
+        message = "stopped by interrupt"
+    finally:
+        monitor.stopping.set()
+        written = monitor.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    return _summary(monitor, alert, written, message)
+
+
+class BackgroundMonitor:
+    """The monitor served from a thread of this process, e.g. in a notebook: ``IFrame(m.url, 1200, 700)`` shows the
+    page, ``m.stop()`` ends it and returns the summary (recordings and event log finished). Raises
+    :class:`ServeError` like :func:`serve`. ``cfg.port = 0`` takes a free port."""
+
+    def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
+        validate_config(cfg)
+        self.cfg, self.alert, self.url = cfg, alert, None
+        self.monitor = Monitor(cfg, detector, alert)
+        ready = threading.Event()
+        self._server = _server(cfg, self.monitor, lambda url: (setattr(self, "url", url), ready.set()))
+        self.monitor.start()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="monitor-server")
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not ready.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        if self.url is None:
+            self.stop()
+            raise _bind_error(cfg)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # cannot bind: the constructor says so
+            pass
+
+    def stop(self) -> ServeSummary:
+        self.monitor.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
+        return _summary(self.monitor, self.alert, self.monitor.close(), "stopped")

@@ -1,0 +1,69 @@
+"""A live mask-compliance monitor in the browser: tracked people, counts, compliance rate and events with face crops.
+python scripts/serve.py --source 0                       (webcam 0, the shipped model; open http://127.0.0.1:8000/)
+python scripts/serve.py --source street.mp4 rtsp://cam/stream --model workspace/exported-models/RUN/model_int8.tflite
+python scripts/serve.py --source 0 --host 0.0.0.0 --token_file token.txt     (other machines: a token is required)"""
+
+import argparse
+
+from mask_od.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
+
+
+def main(argv=None) -> int:
+    from mask_od.monitor import ServeConfig
+    from mask_od.track import BARE, TrackerConfig
+
+    d, t = ServeConfig(), TrackerConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", nargs="+", default=["0"], help="camera indexes, video files, image folders, rtsp:// or http:// URLs")
+    p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped model)")
+    p.add_argument("--score_threshold", type=float, default=0.3, help="detections handed to the tracker (weak ones only "
+                   "extend people already tracked; a new person needs activation_threshold + 0.1)")
+    p.add_argument("--activation_threshold", type=float, default=t.activation_threshold)
+    p.add_argument("--min_frames", type=int, default=t.min_frames, help="frames before a track counts as a person / an event")
+    p.add_argument("--lost_s", type=float, default=t.lost_s, help="a person unseen this long is gone")
+    p.add_argument("--num_threads", type=int, default=2)
+    p.add_argument("--host", default=d.host, help="127.0.0.1 (default) serves this machine only; any other address needs a token")
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--token_file", default=None, help="file holding the token every request must carry")
+    p.add_argument("--token", default=None, help="the token itself (visible to other users in the process list: prefer --token_file)")
+    p.add_argument("--loop", action="store_true", help="play video files and folders again when they end")
+    p.add_argument("--record_dir", default=None, help="write the annotated video of each source here (sourceN.mp4)")
+    p.add_argument("--event_log", default=None, help="events as JSON lines (.jsonl)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max_events", type=int, default=d.max_events, help="events and face crops kept in memory")
+    p.add_argument("--stream_width", type=int, default=d.stream_width, help="largest width of the frames sent to browsers")
+    p.add_argument("--alert_classes", nargs="*", default=list(BARE), help="classes that raise an alert, once per person")
+    p.add_argument("--alert_cooldown_s", type=float, default=0.0)
+    a = p.parse_args(argv)
+    from pathlib import Path
+
+    from mask_od.detect import Detector
+    from mask_od.errors import MaskODError
+    from mask_od.live import AlertHook
+    from mask_od.serve import serve, validate_config
+    from mask_od.shipped import default_live_model
+
+    try:
+        token = Path(a.token_file).read_text(encoding="utf-8").strip() if a.token_file else a.token
+        tracker = TrackerConfig(activation_threshold=a.activation_threshold, lost_s=a.lost_s, min_frames=a.min_frames)
+        cfg = ServeConfig(sources=[int(s) if s.isdigit() else s for s in a.source], host=a.host, port=a.port, token=token,
+                          loop=a.loop, record_dir=a.record_dir, event_log=a.event_log, overwrite=a.overwrite,
+                          max_events=a.max_events, stream_width=a.stream_width, tracker=tracker)
+        validate_config(cfg)  # an unsafe bind is refused before the model loads
+        if a.model is None:
+            a.model = default_live_model()
+            print(f"model: {a.model} (the shipped face-mask model; --model to use yours)", flush=True)
+        det = Detector(a.model, score_threshold=a.score_threshold, num_threads=a.num_threads)
+        alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
+        s = serve(cfg, det, alert, on_ready=lambda url: print(f"serving on {url}; Ctrl-C stops", flush=True))
+    except (MaskODError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", flush=True)
+        return 2
+    print(s, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

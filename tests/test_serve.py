@@ -1,0 +1,290 @@
+"""The live monitor (mask_od.monitor, mask_od.serve, mask_od.track): people tracked on a generated video with known tracks, a source
+that dies and comes back, a viewer that stops reading, and the safety rules (bind, token, path-like inputs)."""
+
+import contextlib
+import dataclasses
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mask_od.detections import Detections
+from mask_od.monitor import Monitor, ServeConfig
+from mask_od.serve import ServeError, validate_config
+from mask_od.track import PersonTracker, TrackerConfig
+
+LABELS = {1: "with_mask", 2: "without_mask", 3: "mask_weared_incorrect"}
+W, H, N = 192, 144, 60  # the generated video: 60 frames at 30 fps
+
+
+def known_tracks() -> list[list[tuple[str, str, tuple[int, int, int, int]]]]:
+    """Per frame: (person, class the detector reports, pixel xyxy). A (with_mask) crosses left to right, B
+    (without_mask) right to left and is missed in frames 10-11; C (mask worn wrong) leaves the view in frames 15-27 and
+    comes back where it left. The detector is wrong now and then: A called without_mask in frames 20-21, C with_mask
+    in frames 3 and 30."""
+    out = []
+    for t in range(N):
+        f = []
+        ax = 2 + 2 * t
+        f.append(("A", "without_mask" if t in (20, 21) else "with_mask", (ax, 5, ax + 28, 39)))
+        if t not in (10, 11):
+            bx = 160 - 2 * t
+            f.append(("B", "without_mask", (bx, 100, bx + 28, 134)))
+        if not 15 <= t <= 27:
+            cx = 80 + (t % 3)
+            f.append(("C", "with_mask" if t in (3, 30) else "mask_weared_incorrect", (cx, 52, cx + 28, 86)))
+        out.append(f)
+    return out
+
+
+class TruthDetector:
+    """Reports the known boxes of frame k at its k-th call (a file source hands over every frame, in order)."""
+
+    label_map = LABELS
+
+    def __init__(self, truth=None, delay_s: float = 0.0):
+        self.truth, self.calls, self.delay_s = truth, 0, delay_s
+
+    def predict(self, rgb):
+        time.sleep(self.delay_s)
+        h, w = rgb.shape[:2]
+        rows = self.truth[self.calls] if self.truth and self.calls < len(self.truth) else []
+        self.calls += 1
+        ids = {v: k for k, v in LABELS.items()}
+        boxes = [[y0 / h, x0 / w, y1 / h, x1 / w] for _, _, (x0, y0, x1, y1) in rows]
+        return Detections.from_arrays(np.array(boxes, np.float32).reshape(-1, 4), [ids[c] for _, c, _ in rows],
+                                      np.full(len(rows), 0.9, np.float32), LABELS)
+
+
+def write_known_video(path: Path) -> Path:
+    import cv2
+
+    from mask_od.synthetic import _draw_face
+
+    kind = {"A": "with_mask", "B": "without_mask", "C": "mask_weared_incorrect"}
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (W, H))
+    for rows in known_tracks():
+        img = np.full((H, W, 3), 90, np.uint8)
+        for who, _, box in rows:
+            _draw_face(img, box, kind[who], np.random.default_rng(ord(who)))
+        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_known_tracks_give_unique_people_and_one_event_per_bare_face(tmp_path):
+    video = write_known_video(tmp_path / "known.mp4")
+    cfg = ServeConfig(sources=[str(video)], event_log=str(tmp_path / "events.jsonl"), record_dir=str(tmp_path / "rec"),
+                      max_events=1)  # events and crops rotate in memory; the log keeps them all
+    alerts = []
+    m = Monitor(cfg, TruthDetector(known_tracks()), alert=lambda det: alerts.append(det.names))
+    m.start()
+    try:
+        wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == N, 30, "the video to play once")
+        stats = m.stats()
+    finally:
+        written = m.close()
+    assert stats["unique_people"] == {"with_mask": 1, "without_mask": 1, "mask_weared_incorrect": 1}, stats
+    assert stats["people"] == 3 and stats["compliance"] == pytest.approx(1 / 3, abs=1e-3)
+    assert stats["sources"][0]["frames_read"] == N and stats["sources"][0]["state"] == "ended"
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sorted(e["class"] for e in events) == ["mask_weared_incorrect", "without_mask"], events
+    assert len({e["track_id"] for e in events}) == 2 and [e["id"] for e in events] == [1, 2]
+    assert sorted(alerts) == [["mask_weared_incorrect"], ["without_mask"]]
+    assert [e["id"] for e in m.events] == [2] and list(m.crops) == [2] and stats["events"] == 2
+    import cv2
+
+    crop = cv2.imdecode(np.frombuffer(m.crops[2], np.uint8), cv2.IMREAD_COLOR)  # the face, with a margin
+    assert crop is not None and 34 <= crop.shape[0] <= 50 and 28 <= crop.shape[1] <= 40, crop.shape
+    assert sorted(written) == sorted([str(tmp_path / "events.jsonl"), str(tmp_path / "rec" / "source0.mp4")])
+    assert not list(tmp_path.rglob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_street_video_gives_two_people_not_hundreds():
+    from conftest import need_shared
+
+    from mask_od.detect import Detector
+    from mask_od.shipped import default_live_model
+
+    video = need_shared("data", "video", "street-masks.mp4")
+    m = Monitor(ServeConfig(sources=[str(video)]), Detector(default_live_model(), score_threshold=0.3))
+    m.start()
+    try:
+        wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == 197, 120, "the street video to play once")
+        s = m.stats()
+    finally:
+        m.close()
+    assert s["unique_people"] == {"with_mask": 2, "without_mask": 0, "mask_weared_incorrect": 0} and s["events"] == 0, s
+
+
+def test_tracker_counts_a_person_once_within_lost_s_and_again_after():
+    tr = PersonTracker(LABELS, TrackerConfig(lost_s=1.0, fps=30, min_frames=3))
+    box = np.array([[0.3, 0.3, 0.6, 0.5]], np.float32)
+    seen = Detections.from_arrays(box, [2], [0.9], LABELS)
+    none = Detections.from_arrays(np.zeros((0, 4)), [], [], LABELS)
+    ids = []  # the track id in each visit (a new track shows from its 3rd frame)
+    for gap in (20, 45, 0):  # away for 20 frames (< 30): the same person; then for 45 (> 30): a new one
+        ids.append({int(i) for _ in range(10) for i in tr.update(seen, (100, 100)).track_ids})
+        for _ in range(gap):
+            assert len(tr.update(none, (100, 100)).track_ids) == 0
+    assert len(ids[0]) == 1 and ids[1] == ids[0] and len(ids[2]) == 1 and ids[2] != ids[0]
+    assert tr.unique_counts() == {"with_mask": 0, "without_mask": 2, "mask_weared_incorrect": 0}
+    assert len(tr.people) == 1  # the first one was forgotten (folded into the totals)
+
+
+def test_a_dead_source_is_retried_and_shown_down(tmp_path):
+    import shutil
+
+    later = tmp_path / "late.mp4"
+    cfg = ServeConfig(sources=[str(later)], retry_max_s=1.0)
+    m = Monitor(cfg, TruthDetector())
+    m.start()
+    try:
+        s = wait_for(lambda: (st := m.stats()["sources"][0])["state"] == "down" and st, 10, "the source shown down")
+        assert "no such video file" in s["error"] and s["retry_in_s"] is not None
+        shutil.copy(write_known_video(tmp_path / "known.mp4"), later)  # the source comes back
+        wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == N, 30, "the source to come back and play")
+        assert m.readers[0].restarts >= 1
+    finally:
+        m.close()
+
+
+@contextlib.contextmanager
+def running(cfg: ServeConfig, detector):
+    """The monitor served from a thread on a free loopback port; yields (base URL without the last slash, monitor)."""
+    from mask_od.serve import BackgroundMonitor
+
+    bg = BackgroundMonitor(dataclasses.replace(cfg, port=0), detector)
+    try:
+        yield bg.url.rstrip("/"), bg.monitor
+    finally:
+        bg.stop()
+
+
+def endless(h=240, w=320):
+    rng = np.random.default_rng(0)
+    noise = [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(4)]  # noise: large JPEGs fill buffers fast
+    k = 0
+    while True:
+        yield noise[k % 4]
+        k += 1
+
+
+def test_a_viewer_that_stops_reading_never_stalls_detection():
+    cfg = ServeConfig(sources=[endless()], jpeg_quality=95)
+    with running(cfg, TruthDetector(delay_s=0.002)) as (url, m):
+        host, port = url[7:].split(":")
+        stuck = socket.create_connection((host, int(port)))
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /stream/0.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+        time.sleep(0.5)
+        before = m.processed[0]
+        wait_for(lambda: m.processed[0] > before + 150, 30, "150 more frames while a viewer is stuck")  # > 10 MB unread
+        stuck.close()
+
+
+def get(url: str, headers: dict | None = None):
+    """(status, body bytes, headers) without following redirects or raising."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+def raw_get(url: str, target: str, extra_headers: str = "") -> tuple[int, bytes]:
+    """A request line sent as is (urllib would normalise ../ away); the reply's status and bytes."""
+    host, port = url[7:].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra_headers}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_token_is_needed_everywhere_and_path_like_inputs_are_refused(tmp_path):
+    token = "t0ken-for-the-test-1234"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0 SECRET")
+    cfg = ServeConfig(sources=[endless(96, 128)], token=token)
+    with running(cfg, TruthDetector()) as (url, m):
+        wait_for(lambda: m.hub.frames[0][1] is not None, 20, "a first frame")
+        endpoints = ["/", "/api/stats", "/api/events", "/api/health", "/api/frame/0.jpg", "/api/crops/1.jpg", "/stream/0.mjpg",
+                     "/api/updates", "/nothing"]
+        for ep in endpoints:
+            for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Cookie": "mask_od_token=wrong"}):
+                status, body, _ = get(url + ep, headers)
+                assert status == 401 and b"\xff\xd8" not in body and b"with_mask" not in body, (ep, headers, status)
+        assert get(url + "/api/stats?token=" + token)[0] == 401  # ?token= opens the page only
+        status, body, h = get(url + "/api/frame/0.jpg", {"Authorization": f"Bearer {token}"})
+        assert status == 200 and body[:2] == b"\xff\xd8"
+        status, body, h = get(url + "/?token=" + token)
+        assert status == 200 and b"mask_od monitor" in body and "HttpOnly" in h["set-cookie"]
+        cookie = {"Cookie": h["set-cookie"].split(";")[0]}
+        assert json.loads(get(url + "/api/stats", cookie)[1])["frames"] > 0
+        bad = [f"{ep}/../../{secret}" for ep in endpoints] + [
+            "/api/crops/..%2F..%2Fsecret.txt", "/api/crops/%2Fetc%2Fpasswd.jpg", "/api/frame/..%2f0.jpg", "/stream/0.mjpg%00",
+            f"/api/crops/{secret}", "/api/crops/-1.jpg", "/api/frame/7.jpg", "/api/crops/1.txt", "/stream/..%5c..%5cx.mjpg",
+            f"/api/events?after=../../{secret.name}", f"/api/stats?path={secret}", "/api/events?limit=%2Fetc", "/?file=/etc/passwd",
+            "/static/../../etc/passwd", "/api/frame/0.jpg?token=../../x"]
+        for target in bad:  # without and with the token: refused, never a file, never a frame
+            for auth in ("", f"Authorization: Bearer {token}\r\n"):
+                status, data = raw_get(url, target, auth)
+                assert 400 <= status < 500 and b"SECRET" not in data and b"\xff\xd8" not in data, (target, auth, status)
+                if auth:
+                    assert status in (400, 404, 422), (target, status)
+
+
+def test_source_names_shown_without_credentials():
+    from mask_od.monitor import source_name
+
+    assert source_name("rtsp://admin:pw@10.0.0.5:554/live?key=abc") == "rtsp://10.0.0.5:554/live?…"
+    assert source_name(0) == "camera 0" and source_name("clip.mp4") == "clip.mp4"
+
+
+def test_non_loopback_bind_without_token_refuses_to_start(capsys):
+    with pytest.raises(ServeError, match="0.0.0.0.*token"):
+        validate_config(ServeConfig(host="0.0.0.0"))
+    with pytest.raises(ServeError, match="token must be"):
+        validate_config(ServeConfig(host="0.0.0.0", token="short"))
+    validate_config(ServeConfig(host="0.0.0.0", token="a-long-enough-token-123"))
+    validate_config(ServeConfig(host="::1"))
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import serve as script
+
+    t = time.perf_counter()
+    assert script.main(["--source", "0", "--host", "192.168.1.5"]) == 2
+    assert "refusing to bind 192.168.1.5" in capsys.readouterr().out and time.perf_counter() - t < 5  # no model loaded
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    from mask_od.serve import BackgroundMonitor, serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
+            serve(ServeConfig(sources=[endless(48, 64)], port=port, event_log=str(tmp_path / "ev.jsonl")), TruthDetector())
+        assert (tmp_path / "ev.jsonl").is_file()  # the event log is finished all the same
+        with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
+            BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=port), TruthDetector())
