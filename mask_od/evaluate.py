@@ -174,8 +174,18 @@ def collect_samples(
     return out
 
 
-def examples_from_records(records, limit: int | None = None):
-    """(image, gt boxes, gt classes, name) from TFRecords (decoded with Model Garden's TfExampleDecoder)."""
+def examples_from_records(records, limit: int | None = None, label_map: Mapping[int, str] | None = None,
+                          label_map_name: str = "the label map"):
+    """(image, gt boxes, gt classes, name) from TFRecords (decoded with Model Garden's TfExampleDecoder). With
+    ``label_map``, the records' class ids and texts are checked against it first (:func:`check_record_labels`)."""
+    from mask_od.input_pipeline import check_record_labels
+
+    if label_map is not None:
+        check_record_labels(records, dict(label_map), label_map_name)
+    return _decoded_examples(records, limit)
+
+
+def _decoded_examples(records, limit: int | None):
     from mask_od.input_pipeline import iter_decoded
 
     ds = iter_decoded(records)
@@ -247,4 +257,5 @@ def evaluate_model(model, config: Config, label_map, records, out_dir=None, limi
 
     module = make_detection_module(model, config)
     predict = lambda img: detections_from_outputs(module.serve(img[None]), label_map)  # noqa: E731
-    return evaluate(predict, examples_from_records(records, limit), label_map, out_dir=out_dir, progress=progress)
+    examples = examples_from_records(records, limit, label_map, f"the run's label map ({config.label_map})")
+    return evaluate(predict, examples, label_map, out_dir=out_dir, progress=progress)

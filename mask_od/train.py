@@ -83,8 +83,9 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
 
 
 def check_inputs(config: Config) -> None:
-    """Every file the run reads exists before anything is written or built (records, label map, init checkpoint)."""
-    from mask_od.input_pipeline import resolve_records
+    """Every file the run reads exists before anything is written or built (records, label map, init checkpoint), and
+    the records were written with this label map (:func:`~mask_od.input_pipeline.check_record_labels`)."""
+    from mask_od.input_pipeline import check_record_labels, resolve_records
 
     if not Path(config.label_map).is_file():
         raise TrainingError(f"{config.label_map}: label map not found (label_map)")
@@ -95,6 +96,7 @@ def check_inputs(config: Config) -> None:
                 resolve_records(value)
             except FileNotFoundError as e:
                 raise TrainingError(f"{key}: {e}") from None
+            check_record_labels(value, read_label_map(config.label_map), f"label_map {config.label_map}")
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
     from mask_od.shipped import is_packaged

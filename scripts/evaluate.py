@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         if not records and not a.xml_dir:
             raise MaskODError(f"{a.model}: no val_records known for it; pass --records or --xml_dir")
         out_dir = Path(a.out_dir) if a.out_dir else default_out
-        examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit)
+        examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit, label_map, f"the label map of {a.model}")
         m = evaluate(predict, examples, label_map, out_dir=out_dir)
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")

@@ -1,0 +1,129 @@
+"""Issue 25: bad inputs, round three (numbered as in the issue): refused naming the file and what is wrong, and nothing
+under the user's folders changed (sha256 of every file before and after)."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import tiny_config, tree_digest, write_jpeg, write_xml
+from test_faults import one_error_line, run_script
+
+
+def _shared_photo(shared_face_mask: Path, folder: Path, stem: str = "maksssksksss0") -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    img = shutil.copy(shared_face_mask / "images" / f"{stem}.jpg", folder)
+    xml = shutil.copy(shared_face_mask / "annotations" / f"{stem}.xml", folder)
+    return Path(img), Path(xml)
+
+
+def _normalize_xml(xml: Path, w: int, h: int) -> None:
+    """Rewrite the boxes as fractions of the image, as some tools save VOC."""
+    def frac(m):
+        tag, v = m.group(1), float(m.group(2))
+        return f"<{tag}>{v / (w if tag[0] == 'x' else h):.4f}</{tag}>"
+
+    xml.write_text(re.sub(r"<([xy]m(?:in|ax))>([\d.]+)</\1>", frac, xml.read_text()))
+
+
+# --- 2. normalized VOC coordinates ----------------------------------------------------------------------------------
+def test_2_normalized_coordinates_are_refused_naming_the_file(shared_face_mask, tmp_path):
+    from mask_od.annotations import AnnotationError, parse_voc_xml
+
+    data = tmp_path / "labels"
+    _, xml = _shared_photo(shared_face_mask, data)
+    _normalize_xml(xml, 512, 366)
+    before = tree_digest(data)
+    with pytest.raises(AnnotationError, match=r"maksssksksss0\.xml: all \d+ box coordinates are <= 1 .*512x366.*look normalized"):
+        parse_voc_xml(xml)
+    out = tmp_path / "out" / "train.record"
+    lm = tmp_path / "label_map.pbtxt"
+    lm.write_text("item { id: 1 name: 'with_mask' }\nitem { id: 2 name: 'without_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n")
+    p = run_script("generate_tfrecord.py", "-x", data, "-l", lm, "-o", out)
+    one_error_line(p, "1 of 1 annotation files are unusable")
+    assert re.search(r"maksssksksss0\.xml: all \d+ box coordinates .* look normalized", p.stdout), p.stdout
+    assert not out.exists() and tree_digest(data) == before
+
+
+@pytest.mark.parametrize("box, words", [
+    ((0, 0, 1, 1), "look normalized"),  # the whole image, normalized
+    ((0.2, 0.3, 0.25, 0.31), "look normalized"),
+    ((10.2, 20, 10.7, 40), "0.5 x 20 px"),  # a sub-pixel box in pixels
+])
+def test_2_sub_pixel_and_normalized_boxes_are_refused(tmp_path, box, words):
+    from mask_od.annotations import AnnotationError, parse_voc_xml
+
+    write_jpeg(tmp_path / "a.jpg", 300, 400)
+    xml = write_xml(tmp_path / "a.xml", "a.jpg", 400, 300, [("with_mask", *box)])
+    with pytest.raises(AnnotationError, match=re.escape(words)) as e:
+        parse_voc_xml(xml)
+    assert str(xml) in str(e.value)
+
+
+def test_2_one_normalized_box_among_pixel_boxes_is_refused(tmp_path):
+    from mask_od.annotations import AnnotationError, parse_voc_xml
+
+    write_jpeg(tmp_path / "a.jpg", 300, 400)
+    xml = write_xml(tmp_path / "a.xml", "a.jpg", 400, 300, [("with_mask", 10, 10, 50, 60), ("without_mask", 0.5, 0.5, 0.7, 0.9)])
+    with pytest.raises(AnnotationError, match=r"a\.xml: object #1 \(without_mask\): .* only 0.2 x 0.4 px"):
+        parse_voc_xml(xml)
+
+
+# --- 3. records written with another label map ------------------------------------------------------------------------
+SWAPPED = "item { id: 1 name: 'without_mask' }\nitem { id: 2 name: 'with_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n"
+
+
+def test_3_records_with_another_label_map_are_refused_by_evaluation_and_training(tiny_records, tmp_path):
+    from mask_od.evaluate import examples_from_records
+    from mask_od.label_map import LabelMapError, read_label_map
+    from mask_od.train import train
+
+    before = tree_digest(Path(tiny_records["root"]))
+    swapped = tmp_path / "swapped.pbtxt"
+    swapped.write_text(SWAPPED)
+    lm = read_label_map(swapped)
+    with pytest.raises(LabelMapError, match=r"test\.record: written with another label map than my map .*id 1 is "
+                                            r"'with_mask' in the records .* but in my map 1 is 'without_mask'"):
+        examples_from_records(tiny_records["val_records"], label_map=lm, label_map_name="my map")
+    assert len(list(examples_from_records(tiny_records["val_records"], label_map=read_label_map(tiny_records["label_map"])))) == 4
+    cfg = tiny_config(tiny_records, tmp_path / "run", label_map=str(swapped), steps=1, pretrained="none")
+    with pytest.raises(LabelMapError, match=rf"train\.record: .*label_map {re.escape(str(swapped))}"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+    assert tree_digest(Path(tiny_records["root"])) == before
+
+
+@pytest.mark.parametrize("text, words", [
+    ("item { id: 1 name: 'with_mask' }\nitem { id: 2 name: 'without_mask' }\n", "id 3 is 'mask_weared_incorrect' in the records"),
+    ("item { id: 1 name: 'With_Mask' }\nitem { id: 2 name: 'without_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n",
+     "1 is 'With_Mask'"),
+    ("item { id: 2 name: 'with_mask' }\nitem { id: 3 name: 'without_mask' }\nitem { id: 4 name: 'mask_weared_incorrect' }\n",
+     "id 1 is 'with_mask' in the records"),
+])
+def test_3_other_label_maps_that_disagree_with_the_records(tiny_records, tmp_path, text, words):
+    from mask_od.input_pipeline import check_record_labels
+    from mask_od.label_map import LabelMapError, read_label_map
+
+    (tmp_path / "lm.pbtxt").write_text(text)
+    with pytest.raises(LabelMapError, match=re.escape(words)):
+        check_record_labels(tiny_records["train_records"], read_label_map(tmp_path / "lm.pbtxt"))
+    assert check_record_labels(tiny_records["train_records"], read_label_map(tiny_records["label_map"])) > 0
+
+
+@pytest.mark.slow
+def test_3_export_refuses_check_records_of_another_label_map_before_converting(trained_run, tiny_records, tmp_path):
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.export import export_model
+    from mask_od.label_map import LabelMapError
+    from mask_od.synthetic import make_synthetic_dataset
+    from mask_od.tfrecord import write_tfrecords
+
+    _, cfg = trained_run
+    d = make_synthetic_dataset(tmp_path / "data", num_images=3, size=96, seed=5)
+    swapped = tmp_path / "swapped.pbtxt"
+    swapped.write_text(SWAPPED)
+    write_tfrecords(parse_voc_dir(d.xml_dir), swapped, tmp_path / "other.record", progress=False)
+    before = tree_digest(Path(cfg.output_dir))
+    with pytest.raises(LabelMapError, match=r"other\.record: written with another label map than the run's label map"):
+        export_model(cfg.output_dir, tmp_path / "export", tflite=("float32",), check_records=str(tmp_path / "other.record"))
+    assert not (tmp_path / "export").exists() and tree_digest(Path(cfg.output_dir)) == before
