@@ -127,3 +127,54 @@ def test_3_export_refuses_check_records_of_another_label_map_before_converting(t
     with pytest.raises(LabelMapError, match=r"other\.record: written with another label map than the run's label map"):
         export_model(cfg.output_dir, tmp_path / "export", tflite=("float32",), check_records=str(tmp_path / "other.record"))
     assert not (tmp_path / "export").exists() and tree_digest(Path(cfg.output_dir)) == before
+
+
+# --- 4. partition into hand-sorted folders -----------------------------------------------------------------------------
+def test_4_partition_never_removes_a_hand_sorted_split(shared_face_mask, tmp_path):
+    """TFODCourse layout: photos moved into images/train and images/test by hand; the only copies."""
+    images = tmp_path / "images"
+    for k in (0, 1, 2, 3, 5, 8):
+        _shared_photo(shared_face_mask, images, f"maksssksksss{k}")
+    _shared_photo(shared_face_mask, images / "train", "maksssksksss6")
+    _shared_photo(shared_face_mask, images / "test", "maksssksksss7")
+    before = tree_digest(images)
+    for extra in ((), ("--overwrite",)):
+        p = run_script("partition_dataset.py", "-i", images, "-o", images, "-r", "0.3", *extra)
+        line = one_error_line(p, "did not write", "maksssksksss6", "by hand")
+        assert "earlier split" not in line
+        assert tree_digest(images) == before
+
+
+def test_4_overwrite_removes_only_what_the_split_wrote(tmp_path):
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.split import MANIFEST, split_annotations, write_split
+    from mask_od.synthetic import make_synthetic_dataset
+
+    d = make_synthetic_dataset(tmp_path / "d", num_images=10, size=96, seed=3)
+    anns = parse_voc_dir(d.xml_dir)
+    out = tmp_path / "images"
+    write_split(split_annotations(anns, 0.3, seed=0), out)
+    with pytest.raises(FileExistsError, match="earlier split made by mask_od.*--overwrite"):
+        write_split(split_annotations(anns, 0.3, seed=1), out)
+    # a photo added by hand, then a label corrected in the copy: --overwrite removes nothing and names them
+    mine = write_jpeg(out / "train" / "my_photo.jpg")
+    before = tree_digest(out)
+    with pytest.raises(FileExistsError, match=r"1 file\(s\) that mask_od did not write \(train/my_photo\.jpg\)"):
+        write_split(split_annotations(anns, 0.3, seed=1), out, overwrite=True)
+    assert tree_digest(out) == before
+    mine.unlink()
+    fixed = next((out / "test").glob("*.xml"))
+    fixed.write_text(fixed.read_text().replace("<difficult>0", "<difficult>1"))
+    before = tree_digest(out)
+    with pytest.raises(FileExistsError, match=rf"changed since \(test/{fixed.name}\)"):
+        write_split(split_annotations(anns, 0.3, seed=1), out, overwrite=True)
+    assert tree_digest(out) == before
+    # unchanged copies of mask_od's split are replaced; a file browser's .DS_Store stays
+    write_split(split_annotations(anns, 0.3, seed=0), tmp_path / "again")
+    fixed.write_bytes((tmp_path / "again" / "test" / fixed.name).read_bytes())
+    (out / "train" / ".DS_Store").write_bytes(b"x")
+    second = split_annotations(anns, 0.3, seed=1)
+    write_split(second, out, overwrite=True)
+    assert (out / "train" / ".DS_Store").read_bytes() == b"x"
+    assert {p.name for p in (out / "test").iterdir()} == {n for a in second.test for n in (a.image_path.name, a.xml_path.name)}
+    assert (out / MANIFEST).is_file()
