@@ -14,7 +14,7 @@ import numpy as np
 from mask_od.config import Config
 from mask_od.detections import ALL, SHOWN
 from mask_od.errors import MaskODError
-from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
+from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_path, replace_path, temp_sibling
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 MAX_MAP50_DROP = 0.01  # a TFLite file may score at most this much mAP@0.5 below the SavedModel of its export
@@ -275,7 +275,7 @@ def export_model(
                            ("calibration records", (calibration_records or config.train_records) if "int8" in tflite else "")):
             if recs:
                 try:
-                    resolve_records(recs)
+                    refuse_outputs_on_inputs({"--out_dir": out_dir}, [(what, f) for f in resolve_records(recs)])
                 except FileNotFoundError as e:  # before minutes of conversion, not after
                     raise ExportError(f"{what}: {e}; pass --check_records / --calibration_records") from None
         check_records_match(check if tflite else "", label_map, Path(run_dir) / "label_map.pbtxt")

@@ -97,6 +97,11 @@ def check_inputs(config: Config) -> None:
             except FileNotFoundError as e:
                 raise TrainingError(f"{key}: {e}") from None
             check_record_labels(value, read_label_map(config.label_map), f"label_map {config.label_map}")
+    from mask_od.fileio import refuse_outputs_on_inputs
+
+    pretrained = config.pretrained if Path(config.pretrained).exists() else None
+    refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
+                             ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
     from mask_od.shipped import is_packaged

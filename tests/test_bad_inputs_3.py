@@ -178,3 +178,107 @@ def test_4_overwrite_removes_only_what_the_split_wrote(tmp_path):
     assert (out / "train" / ".DS_Store").read_bytes() == b"x"
     assert {p.name for p in (out / "test").iterdir()} == {n for a in second.test for n in (a.image_path.name, a.xml_path.name)}
     assert (out / MANIFEST).is_file()
+
+
+# --- 5. no output lands on an input, whatever --overwrite says ----------------------------------------------------------
+def test_5_detect_live_output_video_onto_its_source_video(tmp_path):
+    from mask_od.synthetic import make_synthetic_video
+
+    user = tmp_path / "user"
+    clip = make_synthetic_video(user / "clip.mp4", num_frames=6, size=(160, 96))
+    before = tree_digest(user)
+    p = run_script("detect_live.py", "--source", clip, "--output_video", clip, "--overwrite", "--display", "none")
+    one_error_line(p, f"output video {clip} is the source {clip}", "with or without --overwrite")
+    assert tree_digest(user) == before
+
+
+class _FakeModel:
+    label_map = {1: "with_mask"}
+
+    def __init__(self, path):
+        self.path = path
+
+    def predict(self, rgb):
+        from mask_od.detections import Detections
+
+        return Detections.from_arrays([[0.1, 0.1, 0.5, 0.5]], [1], [0.9], self.label_map)
+
+
+def test_5_other_outputs_that_would_land_on_live_inputs(tmp_path):
+    import os
+
+    import numpy as np
+
+    from mask_od.fileio import OutputOnInputError
+    from mask_od.live import run_live
+    from mask_od.synthetic import make_synthetic_video
+
+    user = tmp_path / "user"
+    clip = make_synthetic_video(user / "videos" / "clip.mp4", num_frames=4, size=(160, 96))
+    frames = user / "frames"
+    frames.mkdir()
+    write_jpeg(frames / "0.jpg")
+    model = user / "model.tflite"
+    model.write_bytes(b"not really a model")
+    os.symlink(clip, user / "link.mp4")
+    other = user / "somefolder"
+    other.mkdir()
+    write_jpeg(other / "keep.jpg")
+    before = tree_digest(user)
+    cases = [
+        (frames, dict(output_video=frames), "is the source"),  # the image folder
+        (clip, dict(output_video=user / "videos"), "is a folder holding the source"),
+        (clip, dict(log_path=clip), "is the source"),
+        (clip, dict(output_video=user / "link.mp4"), "is the source"),  # a symlink to it
+        (clip, dict(output_video=model), "is the model"),
+        (clip, dict(output_video=tmp_path / "o.mp4", log_path=tmp_path / "o.mp4"), "are the same path"),
+        (clip, dict(output_video=other), "is a folder"),  # an unrelated folder is never replaced by a video
+    ]
+    for source, outs, words in cases:
+        with pytest.raises(OutputOnInputError, match=re.escape(words)):
+            run_live(_FakeModel(model), source, display="none", overwrite=True, **outs)
+        assert tree_digest(user) == before, (source, outs)
+    s = run_live(_FakeModel(model), frames, display="none", output_video=tmp_path / "ok.mp4")  # and a fine one runs
+    assert s.frames == 1 and np.isfinite(s.fps)
+
+
+def test_5_records_csv_export_and_evaluation_outputs_onto_inputs(tiny_voc, tiny_records, tmp_path):
+    from mask_od.fileio import OutputOnInputError
+    from mask_od.tfrecord import convert_voc_dir
+
+    data = Path(tiny_voc.xml_dir).parent
+    before = tree_digest(data)
+    lm = tiny_voc.label_map_path
+    xml = sorted(Path(tiny_voc.xml_dir).glob("*.xml"))[0]
+    img = sorted(Path(tiny_voc.image_dir).glob("*.jpg"))[0]
+    for kw, words in [(dict(output_path=lm), "is the label map"), (dict(output_path=xml), "is the annotation"),
+                      (dict(output_path=img), "is the image"), (dict(output_path=tmp_path / "r", csv_path=lm), "is the label map"),
+                      (dict(output_path=tmp_path / "r", csv_path=tmp_path / "r"), "are the same path"),
+                      (dict(output_path=tiny_voc.xml_dir), "is the folder")]:
+        with pytest.raises(OutputOnInputError, match=re.escape(words)):
+            convert_voc_dir(tiny_voc.xml_dir, kw.pop("label_map", lm), image_dir=tiny_voc.image_dir, overwrite=True,
+                            progress=False, **kw)
+        assert tree_digest(data) == before, kw
+    # evaluation output folder onto its records; scripts give one error line
+    p = run_script("generate_tfrecord.py", "-x", tiny_voc.xml_dir, "-l", lm, "-o", lm, "--overwrite")
+    one_error_line(p, f"is the label map {lm}")
+    rec = Path(tiny_records["val_records"])
+    recs_before = tree_digest(rec.parent)
+    p = run_script("evaluate.py", "--model", "models/face_mask/model_int8.tflite", "--records", rec, "--out_dir", rec)
+    one_error_line(p, f"--out_dir {rec} is the --records {rec}")
+    assert tree_digest(rec.parent) == recs_before
+
+
+def test_5_training_output_dir_onto_its_pretrained_folder(tiny_records, tmp_path):
+    from mask_od.fileio import OutputOnInputError
+    from mask_od.train import train
+
+    pre = tmp_path / "my_model"
+    pre.mkdir()
+    (pre / "config.yaml").write_text("image_size: 320\n")
+    (pre / "label_map.pbtxt").write_text("item { id: 1 name: 'a' }\n")
+    before = tree_digest(pre)
+    cfg = tiny_config(tiny_records, pre, pretrained=str(pre), steps=1)
+    with pytest.raises(OutputOnInputError, match=re.escape(f"output_dir {pre} is the pretrained {pre}")):
+        train(cfg, progress=False)
+    assert tree_digest(pre) == before
