@@ -245,10 +245,12 @@ def evaluate(
 
 
 def format_metrics(m: Mapping) -> str:
-    """A short human summary: the headline numbers and AP50 per class."""
+    """A short human summary: the headline numbers, AP50 per class, and the classes without ground truth (not scored)."""
     head = f"mAP@[.5:.95] {m['mAP']:.3f}  mAP@0.5 {m['mAP50']:.3f}  mAP@0.75 {m['mAP75']:.3f}  AR@100 {m['AR100']:.3f}"
     per = "  ".join(f"{n}: {v['AP50']:.3f}" for n, v in m["per_class"].items() if v.get("AP50") is not None)
-    return head + ("\nAP@0.5 per class  " + per if per else "")
+    absent = [n for n, v in m["per_class"].items() if v.get("AP50") is None]
+    return (head + ("\nAP@0.5 per class  " + per if per else "")
+            + (f"\n{len(absent)} class(es) not scored, no ground truth box in these images: {', '.join(absent)}" if absent else ""))
 
 
 def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False) -> dict:

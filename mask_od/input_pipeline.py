@@ -66,8 +66,8 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
     generate_tfrecord writes it) against ``label_map`` ``{id: name}``; reads records until every label-map id was seen
     or ``max_records`` per file. Raises :class:`~mask_od.label_map.LabelMapError` naming the records file and
     ``label_map_name`` when an id means another name there, or is not in the label map (records written with another
-    label map: every metric and every trained class would be wrong). Records without class text are checked for ids
-    only. Returns how many boxes were checked."""
+    label map: every metric and every trained class would be wrong). Boxes without class text are checked for ids
+    only, and one printed line per file says how many. Returns how many boxes were checked."""
     import tensorflow as tf
 
     from mask_od.label_map import LabelMapError
@@ -78,6 +78,7 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
     for f in resolve_records(records):
         wrong: dict[tuple[int, str], int] = {}
         seen: set[int] = set()
+        without_text = 0
         for raw in tf.data.TFRecordDataset(f).take(max_records).batch(64):
             ex = tf.io.parse_example(raw, spec)
             ids = tf.sparse.to_dense(ex["image/object/class/label"]).numpy()
@@ -87,6 +88,7 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
                 cid = int(ids[r, c])
                 text = texts[r, c].decode("utf-8", "replace") if c < texts.shape[1] else ""
                 checked += 1
+                without_text += not text
                 seen.add(cid)
                 if label_map.get(cid) is None or (text and text != label_map[cid]):
                     wrong[(cid, text)] = wrong.get((cid, text), 0) + 1
@@ -103,6 +105,9 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
             raise LabelMapError(f"{f}: written with another label map than {label_map_name} ({shown}; it has "
                                 f"{', '.join(f'{i}: {n}' for i, n in label_map.items())}): regenerate the records with "
                                 "this label map (scripts/generate_tfrecord.py -l), or use the one they were written with")
+        if without_text:
+            print(f"{f}: {without_text} box(es) carry no class text (image/object/class/text): their ids were checked "
+                  f"against {label_map_name}, their names could not be", flush=True)
     return checked
 
 

@@ -260,7 +260,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     tmp = {p: temp_sibling(p) for p in outputs}
     per_class = {n: 0 for n in detector.label_map.values()}
     frames_with = dict(per_class)
-    n = dropped = 0
+    n = dropped = capped = 0
+    cap = getattr(detector, "max_detections", None)
     message, t0, t_print = "source ended", time.perf_counter(), time.perf_counter()
     writer = view = None
     log = open(tmp[Path(log_path)], "w") if log_path else None
@@ -276,6 +277,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
                         writer = VideoSink(tmp[Path(output_video)], fps_out, (bgr.shape[1], bgr.shape[0]))
                     writer.write(bgr)
                 counts = r.detections.counts()
+                capped += bool(cap) and len(r.detections) >= cap
                 for k, v in counts.items():
                     per_class[k] = per_class.get(k, 0) + v
                     frames_with[k] = frames_with.get(k, 0) + 1
@@ -323,6 +325,9 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
         if view is not None:
             view.close()
     secs = time.perf_counter() - t0
+    if capped:
+        message += (f"; {capped} frame(s) reached max_detections ({cap}): faces beyond the best {cap} were not drawn "
+                    "or counted")
     return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
                        message, str(output_video) if output_video is not None and n else None,
                        str(log_path) if log_path is not None else None, view.kind if view is not None else "none")

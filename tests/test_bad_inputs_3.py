@@ -282,3 +282,65 @@ def test_5_training_output_dir_onto_its_pretrained_folder(tiny_records, tmp_path
     with pytest.raises(OutputOnInputError, match=re.escape(f"output_dir {pre} is the pretrained {pre}")):
         train(cfg, progress=False)
     assert tree_digest(pre) == before
+
+
+# --- 7. every stage says what it skipped, in one line with a count ------------------------------------------------------
+def test_7_live_folder_names_what_it_skipped_and_frames_at_the_detection_cap(tmp_path, capsys):
+    from mask_od.live import run_live
+
+    frames = tmp_path / "frames"
+    (frames / "more").mkdir(parents=True)
+    for name in ("a.jpg", "b.PNG"):
+        write_jpeg(frames / name)
+    (frames / "notes.txt").write_text("x")
+    (frames / "clip.gif").write_bytes(b"GIF89a")
+    model = _FakeModel(tmp_path / "m.tflite")
+    s = run_live(model, frames, display="none")
+    line = next(x for x in capsys.readouterr().out.splitlines() if "skipped" in x)
+    assert f"{frames}: skipped 3 file(s) or folder(s)" in line and "clip.gif, more, notes.txt" in line
+    assert s.frames == 2 and "reached max_detections" not in s.message
+    model.max_detections = 1  # one box per frame: every frame is at the cap
+    s = run_live(model, frames, display="none")
+    assert "2 frame(s) reached max_detections (1)" in str(s)
+
+
+def test_7_split_copies_a_same_named_file_once_and_says_so_and_refuses_other_bytes(tmp_path, capsys):
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.split import split_annotations, write_split
+    from mask_od.synthetic import make_synthetic_dataset
+
+    d = make_synthetic_dataset(tmp_path / "d", num_images=6, size=96, seed=3)
+    twin = tmp_path / "twin"
+    shutil.copytree(d.xml_dir, twin)
+    anns = parse_voc_dir(d.xml_dir) + parse_voc_dir(twin, d.image_dir)
+    sp = split_annotations(anns, 0.3, seed=0)
+    write_split(sp, tmp_path / "out")
+    assert "file(s) not copied again: a file of the same name and bytes" in capsys.readouterr().out
+    # same name and size, other bytes (a box moved by one digit): the second is never dropped quietly
+    xml = sorted(twin.glob("*.xml"))[0]
+    text = xml.read_text()
+    i = text.index("<xmin>") + len("<xmin>")
+    xml.write_text(text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1 :])
+    anns = parse_voc_dir(d.xml_dir) + parse_voc_dir(twin, d.image_dir)
+    with pytest.raises(FileExistsError, match=rf"differs from {re.escape(str(xml))}"):
+        write_split(split_annotations(anns, 0.3, seed=0), tmp_path / "out2")
+
+
+def test_7_records_without_class_text_and_classes_without_ground_truth_are_named(tiny_records, tmp_path, capsys):
+    import tensorflow as tf
+
+    from mask_od.evaluate import format_metrics
+    from mask_od.input_pipeline import check_record_labels
+    from mask_od.label_map import read_label_map
+
+    out = tmp_path / "notext.record"
+    with tf.io.TFRecordWriter(str(out)) as w:
+        for raw in tf.data.TFRecordDataset(tiny_records["four"]):
+            ex = tf.train.Example.FromString(raw.numpy())
+            del ex.features.feature["image/object/class/text"]
+            w.write(ex.SerializeToString())
+    n = check_record_labels(str(out), read_label_map(tiny_records["label_map"]))
+    assert n > 0 and f"{out}: {n} box(es) carry no class text" in capsys.readouterr().out
+    m = {k: 0.5 for k in ("mAP", "mAP50", "mAP75", "AR100")}
+    m["per_class"] = {"with_mask": {"AP50": 0.7}, "mask_weared_incorrect": {"AP50": None}}
+    assert "1 class(es) not scored, no ground truth box in these images: mask_weared_incorrect" in format_metrics(m)
