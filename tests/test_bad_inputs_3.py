@@ -93,6 +93,25 @@ def test_3_records_with_another_label_map_are_refused_by_evaluation_and_training
     assert tree_digest(Path(tiny_records["root"])) == before
 
 
+def test_3_evaluate_script_refuses_records_of_another_label_map(shared_face_mask, tmp_path):
+    """Photos' records written with without_mask = 1, evaluated with the shipped model (with_mask = 1)."""
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.tfrecord import write_tfrecords
+
+    data = tmp_path / "data"
+    for k in (0, 1, 2, 3):
+        _shared_photo(shared_face_mask, data, f"maksssksksss{k}")
+    swapped = tmp_path / "other_label_map.pbtxt"
+    swapped.write_text(SWAPPED)
+    rec = tmp_path / "recs" / "val.record"
+    write_tfrecords(parse_voc_dir(data), swapped, rec, progress=False)
+    before = tree_digest(tmp_path / "recs")
+    p = run_script("evaluate.py", "--model", "models/face_mask/model_int8.tflite", "--records", rec, "--out_dir", tmp_path / "ev")
+    one_error_line(p, f"{rec}: written with another label map than the label map of models/face_mask/model_int8.tflite",
+                   "id 1 is 'without_mask' in the records", "1 is 'with_mask'")
+    assert tree_digest(tmp_path / "recs") == before and not (tmp_path / "ev").exists()
+
+
 @pytest.mark.parametrize("text, words", [
     ("item { id: 1 name: 'with_mask' }\nitem { id: 2 name: 'without_mask' }\n", "id 3 is 'mask_weared_incorrect' in the records"),
     ("item { id: 1 name: 'With_Mask' }\nitem { id: 2 name: 'without_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n",
@@ -138,7 +157,7 @@ def test_4_partition_never_removes_a_hand_sorted_split(shared_face_mask, tmp_pat
     _shared_photo(shared_face_mask, images / "train", "maksssksksss6")
     _shared_photo(shared_face_mask, images / "test", "maksssksksss7")
     before = tree_digest(images)
-    for extra in ((), ("--overwrite",)):
+    for extra in (("--overwrite",), ()):
         p = run_script("partition_dataset.py", "-i", images, "-o", images, "-r", "0.3", *extra)
         line = one_error_line(p, "did not write", "maksssksksss6", "by hand")
         assert "earlier split" not in line
@@ -209,7 +228,7 @@ def test_5_other_outputs_that_would_land_on_live_inputs(tmp_path):
 
     import numpy as np
 
-    from mask_od.fileio import OutputOnInputError
+    from mask_od.errors import MaskODError
     from mask_od.live import run_live
     from mask_od.synthetic import make_synthetic_video
 
@@ -235,7 +254,7 @@ def test_5_other_outputs_that_would_land_on_live_inputs(tmp_path):
         (clip, dict(output_video=other), "is a folder"),  # an unrelated folder is never replaced by a video
     ]
     for source, outs, words in cases:
-        with pytest.raises(OutputOnInputError, match=re.escape(words)):
+        with pytest.raises(MaskODError, match=re.escape(words)):
             run_live(_FakeModel(model), source, display="none", overwrite=True, **outs)
         assert tree_digest(user) == before, (source, outs)
     s = run_live(_FakeModel(model), frames, display="none", output_video=tmp_path / "ok.mp4")  # and a fine one runs
@@ -243,7 +262,7 @@ def test_5_other_outputs_that_would_land_on_live_inputs(tmp_path):
 
 
 def test_5_records_csv_export_and_evaluation_outputs_onto_inputs(tiny_voc, tiny_records, tmp_path):
-    from mask_od.fileio import OutputOnInputError
+    from mask_od.errors import MaskODError
     from mask_od.tfrecord import convert_voc_dir
 
     data = Path(tiny_voc.xml_dir).parent
@@ -255,7 +274,7 @@ def test_5_records_csv_export_and_evaluation_outputs_onto_inputs(tiny_voc, tiny_
                       (dict(output_path=img), "is the image"), (dict(output_path=tmp_path / "r", csv_path=lm), "is the label map"),
                       (dict(output_path=tmp_path / "r", csv_path=tmp_path / "r"), "are the same path"),
                       (dict(output_path=tiny_voc.xml_dir), "is the folder")]:
-        with pytest.raises(OutputOnInputError, match=re.escape(words)):
+        with pytest.raises(MaskODError, match=re.escape(words)):
             convert_voc_dir(tiny_voc.xml_dir, kw.pop("label_map", lm), image_dir=tiny_voc.image_dir, overwrite=True,
                             progress=False, **kw)
         assert tree_digest(data) == before, kw
@@ -270,7 +289,7 @@ def test_5_records_csv_export_and_evaluation_outputs_onto_inputs(tiny_voc, tiny_
 
 
 def test_5_training_output_dir_onto_its_pretrained_folder(tiny_records, tmp_path):
-    from mask_od.fileio import OutputOnInputError
+    from mask_od.errors import MaskODError
     from mask_od.train import train
 
     pre = tmp_path / "my_model"
@@ -279,7 +298,7 @@ def test_5_training_output_dir_onto_its_pretrained_folder(tiny_records, tmp_path
     (pre / "label_map.pbtxt").write_text("item { id: 1 name: 'a' }\n")
     before = tree_digest(pre)
     cfg = tiny_config(tiny_records, pre, pretrained=str(pre), steps=1)
-    with pytest.raises(OutputOnInputError, match=re.escape(f"output_dir {pre} is the pretrained {pre}")):
+    with pytest.raises(MaskODError, match=re.escape(f"output_dir {pre} is the pretrained {pre}")):
         train(cfg, progress=False)
     assert tree_digest(pre) == before
 
