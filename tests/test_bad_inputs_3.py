@@ -146,6 +146,16 @@ def test_3_export_refuses_check_records_of_another_label_map_before_converting(t
     with pytest.raises(LabelMapError, match=r"other\.record: written with another label map than the run's label map"):
         export_model(cfg.output_dir, tmp_path / "export", tflite=("float32",), check_records=str(tmp_path / "other.record"))
     assert not (tmp_path / "export").exists() and tree_digest(Path(cfg.output_dir)) == before
+    # item 5: --overwrite of an earlier export folder that holds the records it is to be checked on
+    old = tmp_path / "old_export"
+    old.mkdir()
+    (old / "export_report.json").write_text("{}")
+    shutil.copy(tiny_records["val_records"], old / "val.record")
+    before = tree_digest(old)
+    p = run_script("export.py", "--run_dir", cfg.output_dir, "--out_dir", old, "--overwrite", "--tflite", "float32",
+                   "--check_records", old / "val.record")
+    one_error_line(p, f"--out_dir {old} is a folder holding the check records {old / 'val.record'}")
+    assert tree_digest(old) == before
 
 
 # --- 4. partition into hand-sorted folders -----------------------------------------------------------------------------
