@@ -32,9 +32,12 @@ def main(argv=None) -> int:
             raise MaskODError(f"{a.model}: no val_records known for it; pass --records or --xml_dir")
         out_dir = Path(a.out_dir) if a.out_dir else default_out
         inputs = [("--model", a.model), ("--xml_dir", a.xml_dir), ("--image_dir", a.image_dir)]
-        refuse_outputs_on_inputs({"--out_dir": out_dir}, inputs + [("--records", f) for f in ([] if a.xml_dir else resolve_records(records))],
-                                 replaces=False)
-        examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit, label_map, f"the label map of {a.model}")
+        inputs += [("--records", f) for f in ([] if a.xml_dir else resolve_records(records))]
+        refuse_outputs_on_inputs({"--out_dir": out_dir}, inputs, replaces=False)
+        if a.xml_dir:
+            examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit)
+        else:
+            examples = examples_from_records(records, a.limit, label_map, f"the label map of {a.model}")
         m = evaluate(predict, examples, label_map, out_dir=out_dir)
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")
