@@ -203,14 +203,31 @@ def check_image_agrees(xml_path: Path, root, image_path: Path, data: bytes, widt
     return out
 
 
+def _refuse_normalized(xml_path: Path, root, width: int, height: int) -> None:
+    """Raise :class:`AnnotationError` when every box coordinate of the file is <= 1 on a larger image: the tool that
+    wrote it saved fractions of the image (normalized, as YOLO and TF records do), not the pixels VOC XML holds."""
+    values = []
+    for tag in ("xmin", "ymin", "xmax", "ymax"):
+        for el in root.iterfind(f"object/bndbox/{tag}"):
+            try:
+                values.append(abs(float((el.text or "").strip())))
+            except ValueError:
+                return  # reported per object, with its index
+    if values and max(values) <= 1.0 and max(width, height) > 2:
+        raise AnnotationError(
+            f"{xml_path}: all {len(values)} box coordinates are <= 1 (first box {values[:4]}) on a {width}x{height} "
+            "image: they look normalized (fractions of the image); PASCAL VOC XML holds pixels: multiply x by the "
+            "width and y by the height, or re-save the labels from LabelImg")
+
+
 def load_voc_example(
     xml_path: Path | str, image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0
 ) -> tuple[Annotation, np.ndarray]:
     """Parse one VOC XML file and decode its image; returns (annotation, uint8 ``[H, W, 3]`` RGB).
 
     Boxes up to ``edge_tolerance_px`` past the edge are clipped (counted in ``Annotation.clipped``); zero-area,
-    inverted and far-outside boxes, a missing or undecodable image raise :class:`AnnotationError` naming the file
-    and the object index (0-based).
+    inverted, far-outside and 1-px boxes, normalized coordinates (all <= 1), a missing or undecodable image raise
+    :class:`AnnotationError` naming the file and the object index (0-based).
     """
     xml_path = Path(xml_path)
     root = _parse_xml_root(xml_path)
@@ -222,6 +239,7 @@ def load_voc_example(
     image = decode_image_rgb(data, image_path)
     height, width = image.shape[:2]
     check_image_agrees(xml_path, root, image_path, data, width, height)
+    _refuse_normalized(xml_path, root, width, height)
     names, boxes, difficult, truncated, clipped = [], [], [], [], 0
     for i, obj in enumerate(root.findall("object")):
         name = _text(obj, "name")
@@ -247,6 +265,9 @@ def load_voc_example(
             y0, y1 = np.clip([y0, y1], 0, height)
             if x1 <= x0 or y1 <= y0:
                 raise AnnotationError(f"{xml_path}: object #{i} ({name}): box is empty once clipped to the image")
+        if x1 - x0 <= 1 or y1 - y0 <= 1:
+            raise AnnotationError(f"{xml_path}: object #{i} ({name}): box ({x0:g},{y0:g},{x1:g},{y1:g}) is only "
+                                  f"{x1 - x0:g} x {y1 - y0:g} px (a box must be more than 1 px wide and high)")
         names.append(name)
         boxes.append((x0, y0, x1, y1))
         difficult.append(_flag(xml_path, obj, "difficult", i))

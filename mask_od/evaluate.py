@@ -174,8 +174,18 @@ def collect_samples(
     return out
 
 
-def examples_from_records(records, limit: int | None = None):
-    """(image, gt boxes, gt classes, name) from TFRecords (decoded with Model Garden's TfExampleDecoder)."""
+def examples_from_records(records, limit: int | None = None, label_map: Mapping[int, str] | None = None,
+                          label_map_name: str = "the label map"):
+    """(image, gt boxes, gt classes, name) from TFRecords (decoded with Model Garden's TfExampleDecoder). With
+    ``label_map``, the records' class ids and texts are checked against it first (:func:`check_record_labels`)."""
+    from mask_od.input_pipeline import check_record_labels
+
+    if label_map is not None:
+        check_record_labels(records, dict(label_map), label_map_name)
+    return _decoded_examples(records, limit)
+
+
+def _decoded_examples(records, limit: int | None):
     from mask_od.input_pipeline import iter_decoded
 
     ds = iter_decoded(records)
@@ -235,10 +245,12 @@ def evaluate(
 
 
 def format_metrics(m: Mapping) -> str:
-    """A short human summary: the headline numbers and AP50 per class."""
+    """A short human summary: the headline numbers, AP50 per class, and the classes without ground truth (not scored)."""
     head = f"mAP@[.5:.95] {m['mAP']:.3f}  mAP@0.5 {m['mAP50']:.3f}  mAP@0.75 {m['mAP75']:.3f}  AR@100 {m['AR100']:.3f}"
     per = "  ".join(f"{n}: {v['AP50']:.3f}" for n, v in m["per_class"].items() if v.get("AP50") is not None)
-    return head + ("\nAP@0.5 per class  " + per if per else "")
+    absent = [n for n, v in m["per_class"].items() if v.get("AP50") is None]
+    return (head + ("\nAP@0.5 per class  " + per if per else "")
+            + (f"\n{len(absent)} class(es) not scored, no ground truth box in these images: {', '.join(absent)}" if absent else ""))
 
 
 def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False) -> dict:
@@ -247,4 +259,5 @@ def evaluate_model(model, config: Config, label_map, records, out_dir=None, limi
 
     module = make_detection_module(model, config)
     predict = lambda img: detections_from_outputs(module.serve(img[None]), label_map)  # noqa: E731
-    return evaluate(predict, examples_from_records(records, limit), label_map, out_dir=out_dir, progress=progress)
+    examples = examples_from_records(records, limit, label_map, f"the run's label map ({config.label_map})")
+    return evaluate(predict, examples, label_map, out_dir=out_dir, progress=progress)

@@ -14,7 +14,7 @@ import numpy as np
 from mask_od.config import Config
 from mask_od.detections import ALL
 from mask_od.errors import MaskODError
-from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
+from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_path, replace_path, temp_sibling
 from mask_od.lite_internals import DETECTION_OUTPUTS, ops_details, order_detection_outputs, postprocess_implements_signature, quantize_calibrated
 from mask_od.parity import MAX_MAP50_DROP
 
@@ -277,9 +277,10 @@ def export_model(
                            ("calibration records", (calibration_records or config.train_records) if "int8" in tflite else "")):
             if recs:
                 try:
-                    resolve_records(recs)
+                    refuse_outputs_on_inputs({"--out_dir": out_dir}, [(what, f) for f in resolve_records(recs)])
                 except FileNotFoundError as e:  # before minutes of conversion, not after
                     raise ExportError(f"{what}: {e}; pass --check_records / --calibration_records") from None
+        check_records_match(check if tflite else "", label_map, Path(run_dir) / "label_map.pbtxt")
         module = make_detection_module(model, config)
         tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
         shutil.copyfile(Path(run_dir) / "label_map.pbtxt", tmp / "label_map.pbtxt")
@@ -330,6 +331,15 @@ def check_out_dir(run_dir: Path | str, out_dir: Path | str, overwrite: bool) -> 
     if not out.is_dir() or not (out / "export_report.json").is_file():
         raise ExportError(f"{out_dir} exists and is not an export made by mask_od (no export_report.json): refusing to "
                           "replace it even with --overwrite; choose an empty or new folder")
+
+
+def check_records_match(records: str, label_map: dict, label_map_path: Path) -> None:
+    """The check records were written with the run's label map (ids and class texts agree), before any conversion:
+    :class:`~mask_od.label_map.LabelMapError` naming both otherwise. No records: nothing to check."""
+    from mask_od.input_pipeline import check_record_labels
+
+    if records:
+        check_record_labels(records, label_map, f"the run's label map {label_map_path}")
 
 
 def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[str], limit: int = 50,

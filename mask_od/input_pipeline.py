@@ -60,6 +60,57 @@ def record_classes(records) -> list[list[int]]:
     return out
 
 
+def check_record_labels(records, label_map: dict[int, str], label_map_name: str = "the label map",
+                        max_records: int = 256) -> int:
+    """Compare the class ids of ``records`` with the class text each box carries (``image/object/class/text``, as
+    generate_tfrecord writes it) against ``label_map`` ``{id: name}``; reads records until every label-map id was seen
+    or ``max_records`` per file. Raises :class:`~mask_od.label_map.LabelMapError` naming the records file and
+    ``label_map_name`` when an id means another name there, or is not in the label map (records written with another
+    label map: every metric and every trained class would be wrong). Boxes without class text are checked for ids
+    only, and one printed line per file says how many. Returns how many boxes were checked."""
+    import tensorflow as tf
+
+    from mask_od.label_map import LabelMapError
+
+    spec = {"image/object/class/label": tf.io.VarLenFeature(tf.int64),
+            "image/object/class/text": tf.io.VarLenFeature(tf.string)}
+    checked = 0
+    for f in resolve_records(records):
+        wrong: dict[tuple[int, str], int] = {}
+        seen: set[int] = set()
+        without_text = 0
+        for raw in tf.data.TFRecordDataset(f).take(max_records).batch(64):
+            ex = tf.io.parse_example(raw, spec)
+            ids = tf.sparse.to_dense(ex["image/object/class/label"]).numpy()
+            texts = tf.sparse.to_dense(ex["image/object/class/text"], default_value=b"").numpy()
+            n = ex["image/object/class/label"].indices.numpy()
+            for r, c in n:
+                cid = int(ids[r, c])
+                text = texts[r, c].decode("utf-8", "replace") if c < texts.shape[1] else ""
+                checked += 1
+                without_text += not text
+                seen.add(cid)
+                if label_map.get(cid) is None or (text and text != label_map[cid]):
+                    wrong[(cid, text)] = wrong.get((cid, text), 0) + 1
+            if wrong or seen >= set(label_map):
+                break
+        if wrong:
+            def says(cid: int) -> str:
+                name = label_map.get(cid)
+                return f"{cid} is {name!r}" if name else f"{cid} is not there"
+
+            shown = "; ".join(f"id {cid} is {text!r} in the records ({k} box(es)) but in {label_map_name} {says(cid)}"
+                              if text else f"id {cid} ({k} box(es)) is not in {label_map_name}"
+                              for (cid, text), k in sorted(wrong.items()))
+            raise LabelMapError(f"{f}: written with another label map than {label_map_name} ({shown}; it has "
+                                f"{', '.join(f'{i}: {n}' for i, n in label_map.items())}): regenerate the records with "
+                                "this label map (scripts/generate_tfrecord.py -l), or use the one they were written with")
+        if without_text:
+            print(f"{f}: {without_text} box(es) carry no class text (image/object/class/text): their ids were checked "
+                  f"against {label_map_name}, their names could not be", flush=True)
+    return checked
+
+
 def repeat_factors(classes_per_image: list[list[int]], threshold: float) -> tuple[list[float], dict[int, float]]:
     """Repeat-factor sampling (LVIS, Gupta et al. 2019): a class in a share ``f_c`` of the images gets
     ``r_c = max(1, sqrt(threshold / f_c))``; an image repeats ``max r_c`` over its classes (1 without boxes).

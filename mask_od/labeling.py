@@ -46,7 +46,7 @@ def voc_xml_string(image_path: Path | str, width: int, height: int, depth: int, 
 def widget_to_objects(bboxes: Sequence[Mapping], width: int, height: int, classes: Sequence[str]) -> list[VocObject]:
     """jupyter-bbox-widget boxes (``x``, ``y``, ``width``, ``height`` in image pixels, ``label``) -> integer VOC
     boxes as LabelImg stores them (min clamped to 1, max to the image). Raises :class:`LabelingError` for a class not
-    in ``classes`` or a box that is empty inside the image."""
+    in ``classes`` or a box that is empty or at most 1 px wide or high inside the image."""
     out = []
     for i, b in enumerate(bboxes):
         name = str(b.get("label", ""))
@@ -58,8 +58,8 @@ def widget_to_objects(bboxes: Sequence[Mapping], width: int, height: int, classe
         y0, y1 = sorted((y0, y1))
         xi0, yi0 = max(1, int(round(x0))), max(1, int(round(y0)))
         xi1, yi1 = min(width, int(round(x1))), min(height, int(round(y1)))
-        if xi1 <= xi0 or yi1 <= yi0:
-            raise LabelingError(f"box #{i} ({name}) is empty inside the {width}x{height} image: draw it again")
+        if xi1 - xi0 <= 1 or yi1 - yi0 <= 1:  # the rule of mask_od.annotations: more than 1 px wide and high
+            raise LabelingError(f"box #{i} ({name}) is empty or at most 1 px inside the {width}x{height} image: draw it again")
         out.append((name, xi0, yi0, xi1, yi1))
     return out
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from mask_od.detect import draw_detections
 from mask_od.detections import Detections
-from mask_od.fileio import refuse_existing, replace_path, temp_sibling
+from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, replace_path, temp_sibling
 from mask_od.sources import Source, is_live, iter_frames
 
 
@@ -240,7 +240,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
 
     ``display``: ``window`` (OpenCV's window, or a Tk window with the headless OpenCV; needs a desktop), ``notebook``
     (inline, updated in place), ``none``, or ``auto`` (inline inside Jupyter, else a window if a desktop exists, else
-    none); see :func:`mask_od.display.open_view`. A camera that is missing raises
+    none); see :func:`mask_od.display.open_view`. An output that is the source or the model file (or a folder holding
+    one) is refused before anything starts, whatever ``overwrite`` says. A camera that is missing raises
     ``SourceError`` at once; one that dies midway ends the run, and the video and log keep what was recorded. Both are
     written under temporary names and renamed at the end."""
     import cv2
@@ -248,14 +249,18 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     from mask_od.display import open_view
     from mask_od.sources import SourceError
 
+    path_source = isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source)
+    refuse_outputs_on_inputs({"output video": output_video, "log": log_path},
+                             [("source", source if path_source else None), ("model", getattr(detector, "path", None))])
     outputs = [Path(p) for p in (output_video, log_path) if p is not None]
     for p in outputs:
-        refuse_existing(p, overwrite)
+        refuse_existing(p, overwrite, file=True)
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp = {p: temp_sibling(p) for p in outputs}
     per_class = {n: 0 for n in detector.label_map.values()}
     frames_with = dict(per_class)
-    n = dropped = 0
+    n = dropped = capped = 0
+    cap = getattr(detector, "max_detections", None)
     message, t0, t_print = "source ended", time.perf_counter(), time.perf_counter()
     writer = view = None
     log = open(tmp[Path(log_path)], "w") if log_path else None
@@ -271,6 +276,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
                         writer = VideoSink(tmp[Path(output_video)], fps_out, (bgr.shape[1], bgr.shape[0]))
                     writer.write(bgr)
                 counts = r.detections.counts()
+                capped += bool(cap) and len(r.detections) >= cap
                 for k, v in counts.items():
                     per_class[k] = per_class.get(k, 0) + v
                     frames_with[k] = frames_with.get(k, 0) + 1
@@ -318,6 +324,9 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
         if view is not None:
             view.close()
     secs = time.perf_counter() - t0
+    if capped:
+        message += (f"; {capped} frame(s) reached max_detections ({cap}): faces beyond the best {cap} were not drawn "
+                    "or counted")
     return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
                        message, str(output_video) if output_video is not None and n else None,
                        str(log_path) if log_path is not None else None, view.kind if view is not None else "none")

@@ -56,7 +56,8 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
     """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends (a camera that stops answering ends it too).
 
     ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL (a
-    video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. Raises :class:`SourceError`
+    video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. A folder's other files and
+    subfolders are skipped, and one printed line says how many and names a few. Raises :class:`SourceError`
     at once when it cannot be opened; a stream silent for ``timeout_s`` fails to open or ends.
     """
     if isinstance(source, str) and source.isdigit():
@@ -67,9 +68,14 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
         if path.is_dir():
             import cv2
 
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(path.iterdir())
+            files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             if not files:
                 raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            other = [p.name for p in entries if p not in files and not p.name.startswith(".")]
+            if other:
+                print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not {'/'.join(sorted(IMAGE_SUFFIXES))} "
+                      f"images: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
             for f in files:
                 if max_frames is not None and count >= max_frames:
                     return

@@ -59,35 +59,97 @@ def split_annotations(
     return out
 
 
-def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite: bool = False) -> dict[str, Path]:
-    """Write ``out_dir/<part>.txt`` (one XML path per line) and, with ``copy``, copy each image and its XML into
-    ``out_dir/<part>/`` as the TF OD API tutorial's partition_dataset.py does.
+MANIFEST = ".mask_od_split.json"  # in the output folder: every file a split wrote there, with its sha256
+OS_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # left by file browsers: neither removed nor in the way
 
-    ``out_dir/train``, ``test`` and ``val`` must be empty: copies of an earlier split left there would put test images
-    in train. ``overwrite`` clears those folders first (they hold copies), unless a source image lies inside one."""
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_manifest(out_dir: Path) -> dict[str, str]:
+    import json
+
+    try:
+        return dict(json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _clear_earlier_split(out_dir: Path, split: Split, overwrite: bool) -> None:
+    """Make ``out_dir/train``, ``test`` and ``val`` empty of split files, or refuse before anything is removed: only
+    files that an earlier split wrote there (listed in :data:`MANIFEST`, unchanged since) are ever removed, and only
+    with ``overwrite``; any other file (photos sorted by hand, a label corrected in the copy) stops the split."""
     import os
 
+    manifest = _read_manifest(out_dir)
+    existing = [f for d in (out_dir / p for p in ("train", "test", "val")) if d.is_dir()
+                for f in sorted(d.rglob("*")) if (f.is_file() or f.is_symlink()) and f.name not in OS_FILES]
+    if not existing:
+        return
+    ours, foreign, changed = [], [], []
+    for f in existing:
+        rel = f.relative_to(out_dir).as_posix()
+        (ours if manifest.get(rel) == _sha256(f) else changed if rel in manifest else foreign).append(f)
+    dirs = sorted({str(out_dir / f.relative_to(out_dir).parts[0]) for f in existing})
+    if foreign or changed:
+        named = lambda fs: ", ".join(str(f.relative_to(out_dir)) for f in fs[:5]) + (" ..." if len(fs) > 5 else "")  # noqa: E731
+        what = []
+        if foreign:
+            what.append(f"{len(foreign)} file(s) that mask_od did not write ({named(foreign)})")
+        if changed:
+            what.append(f"{len(changed)} file(s) of an earlier split changed since ({named(changed)})")
+        raise FileExistsError(f"{', '.join(dirs)} hold(s) {' and '.join(what)}: refusing to split into them, with or "
+                              "without --overwrite (it removes only unchanged files that mask_od's split wrote, listed in "
+                              f"{out_dir / MANIFEST}). A split made by hand (images/train and images/test) is used as it is "
+                              "(generate_tfrecord.py -x DIR/train ...); otherwise choose another output folder")
+    if not overwrite:
+        raise FileExistsError(f"{', '.join(dirs)} already hold(s) the {len(ours)} files of an earlier split made by mask_od: "
+                              "refusing to mix two splits (a test image in train inflates every metric); pass --overwrite "
+                              "to remove those files first, or choose another output folder")
+    sources = {Path(os.path.abspath(f)) for anns in split.parts().values() for a in anns for f in (a.image_path, a.xml_path)}
+    inside = sorted(src for src in sources if any(src == Path(os.path.abspath(f)) for f in ours))
+    if inside:
+        raise FileExistsError(f"{inside[0].parent} holds the source files ({inside[0]}); refusing to clear it; choose "
+                              "another output folder")
+    for f in ours:
+        f.unlink()
+    for d in sorted({f.parent for f in ours}, key=lambda d: -len(d.parts)):
+        if d != out_dir and not any(d.iterdir()):
+            d.rmdir()
+
+
+def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``out_dir/<part>.txt`` (one XML path per line) and, with ``copy``, copy each image and its XML into
+    ``out_dir/<part>/`` as the TF OD API tutorial's partition_dataset.py does; every file written is listed with its
+    sha256 in ``out_dir/.mask_od_split.json``.
+
+    ``out_dir/train``, ``test`` and ``val`` must hold no split files: copies of an earlier split left there would put
+    test images in train. ``overwrite`` removes the files an earlier split wrote (as listed, unchanged), never any
+    other file: folders holding others are refused (:func:`_clear_earlier_split`). Source files named alike with the
+    same bytes are copied once, and one line says how many; named alike with other bytes, refused."""
+    import filecmp
+    import json
+
+    from mask_od.fileio import write_text_atomic
+
     out_dir = Path(out_dir)
-    written = {}
+    written: dict[str, Path] = {}
     if copy:
-        parts = [out_dir / p for p in ("train", "test", "val")]
-        used = [d for d in parts if d.is_dir() and any(d.iterdir())]
-        if used and not overwrite:
-            raise FileExistsError(f"{', '.join(str(d) for d in used)} already hold(s) files of an earlier split: refusing to "
-                                  "mix two splits (a test image in train inflates every metric); pass --overwrite to clear "
-                                  "train/, test/ and val/ first, or choose another output folder")
-        sources = {Path(os.path.abspath(f)).parent for anns in split.parts().values() for a in anns for f in (a.image_path, a.xml_path)}
-        for d in used:
-            inside = [src for src in sources if src == d.absolute() or d.absolute() in src.parents]
-            if inside:
-                raise FileExistsError(f"{d} holds the source files ({inside[0]}); refusing to clear it; choose another output folder")
-            shutil.rmtree(d)
+        _clear_earlier_split(out_dir, split, overwrite)
+    files = {} if copy else _read_manifest(out_dir)  # without copies, an earlier split's copies stay listed
+    same = 0
     for part, anns in split.parts().items():
         lst = out_dir / f"{part}.txt"
-        from mask_od.fileio import write_text_atomic
-
         write_text_atomic(lst, "".join(f"{a.xml_path}\n" for a in anns), overwrite=True)
         written[part] = lst
+        files[lst.name] = _sha256(lst)
         if copy:
             d = out_dir / part
             d.mkdir(parents=True, exist_ok=True)
@@ -95,9 +157,15 @@ def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite:
                 for src in (a.image_path, a.xml_path):
                     dst = d / src.name
                     if dst.exists():
-                        if dst.stat().st_size != src.stat().st_size:
-                            raise FileExistsError(f"{dst} exists and differs from {src}; refusing to overwrite it")
+                        if not filecmp.cmp(src, dst, shallow=False):
+                            raise FileExistsError(f"{dst} exists and differs from {src} (two source files named "
+                                                  f"{src.name}?); refusing to overwrite it")
+                        same += 1
                         continue
                     shutil.copy2(src, dst)
+                    files[dst.relative_to(out_dir).as_posix()] = _sha256(dst)
             written[f"{part}_dir"] = d
+    if same:
+        print(f"split: {same} file(s) not copied again: a file of the same name and bytes was already copied there")
+    write_text_atomic(out_dir / MANIFEST, json.dumps({"files": files}, indent=0), overwrite=True)
     return written

@@ -11,7 +11,7 @@ import numpy as np
 
 from mask_od.annotations import Annotation, AnnotationError, decode_image_rgb, parse_voc_dir
 from mask_od.boxes import voc_xyxy_to_norm_yxyx
-from mask_od.fileio import refuse_existing, replace_path, temp_sibling
+from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, replace_path, temp_sibling
 from mask_od.label_map import name_to_id, read_label_map, validate_names
 
 
@@ -92,6 +92,12 @@ def build_tf_example(ann: Annotation, encoded_jpeg: bytes, label_ids: Mapping[st
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def _inputs(annotations: Sequence[Annotation], label_map_path, *folders) -> list[tuple[str, Path]]:
+    """What a records writer reads, for :func:`~mask_od.fileio.refuse_outputs_on_inputs`."""
+    return ([("label map", label_map_path), *(("folder", f) for f in folders)]
+            + [(k, p) for a in annotations for k, p in (("annotation", a.xml_path), ("image", a.image_path))])
+
+
 def write_tfrecords(
     annotations: Sequence[Annotation],
     label_map: Mapping[int, str] | Path | str,
@@ -101,7 +107,8 @@ def write_tfrecords(
     progress: bool = True,
 ) -> TFRecordResult:
     """Write ``annotations`` as TFRecord shards (round-robin). Each shard goes to a temporary name and is renamed only
-    when every shard is complete, so a failure leaves no partial records. Class names are checked first."""
+    when every shard is complete, so a failure leaves no partial records. Class names are checked first, and that no
+    record path is one of the inputs (label map, an XML or image file)."""
     import tensorflow as tf
 
     t0 = time.perf_counter()
@@ -110,8 +117,9 @@ def write_tfrecords(
     validate_names({a.xml_path: a.names for a in annotations}, lm, lm_path)
     ids = name_to_id(lm)
     paths = shard_paths(output_path, num_shards)
+    refuse_outputs_on_inputs({f"records {p}": p for p in paths}, _inputs(annotations, lm_path))
     for p in paths:
-        refuse_existing(p, overwrite)
+        refuse_existing(p, overwrite, file=True)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     tmps = [temp_sibling(p) for p in paths]
     writers = [tf.io.TFRecordWriter(str(t)) for t in tmps]
@@ -162,6 +170,8 @@ def convert_voc_dir(
 ) -> TFRecordResult:
     """Parse a folder of VOC XML (all errors reported at once), optionally write the CSV, then write TFRecords."""
     anns = parse_voc_dir(xml_dir, image_dir, progress=progress)
+    lm_path = label_map if isinstance(label_map, (str, Path)) else ""
+    refuse_outputs_on_inputs({"records": output_path, "csv": csv_path}, _inputs(anns, lm_path, xml_dir, image_dir))
     if csv_path:
         from mask_od.annotations import write_csv
 

@@ -83,7 +83,8 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
 
 
 def check_inputs(config: Config) -> None:
-    """Every file the run reads exists before anything is written or built (records, label map, init checkpoint)."""
+    """Every file the run reads exists before anything is written or built (records, label map, init checkpoint), and
+    no output lands on one of them."""
     from mask_od.input_pipeline import resolve_records
 
     if not Path(config.label_map).is_file():
@@ -95,6 +96,11 @@ def check_inputs(config: Config) -> None:
                 resolve_records(value)
             except FileNotFoundError as e:
                 raise TrainingError(f"{key}: {e}") from None
+    from mask_od.fileio import refuse_outputs_on_inputs
+
+    pretrained = config.pretrained if Path(config.pretrained).exists() else None
+    refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
+                             ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
     from mask_od.shipped import is_packaged
@@ -137,6 +143,7 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
 
     from mask_od.callbacks import ConsoleLogger, EvaluateAndKeepBest, JsonlLogger, TensorBoardLogger, trim_jsonl
     from mask_od.fileio import write_bytes_atomic
+    from mask_od.input_pipeline import check_record_labels
     from mask_od.schedule import parse_stages
 
     tf_keras.utils.set_random_seed(config.seed)
@@ -145,6 +152,9 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     check_inputs(config)
     class_weights = class_weight_vector(config, label_map)
     check_resume(config, run_dir, label_map)  # before anything in the run is written
+    for records in (config.train_records, config.val_records):  # written with this label map (ids and class text)
+        if records:
+            check_record_labels(records, label_map, f"label_map {config.label_map}")
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
     write_bytes_atomic(run_dir / "label_map.pbtxt", Path(config.label_map).read_bytes(), overwrite=True)

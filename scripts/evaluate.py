@@ -23,6 +23,8 @@ def main(argv=None) -> int:
 
     from mask_od.errors import MaskODError
     from mask_od.evaluate import evaluate, examples_from_records, examples_from_voc, format_metrics
+    from mask_od.fileio import refuse_outputs_on_inputs
+    from mask_od.input_pipeline import resolve_records
     from mask_od.runs import predictor
 
     try:
@@ -31,7 +33,13 @@ def main(argv=None) -> int:
         if not records and not a.xml_dir:
             raise MaskODError(f"{a.model}: no val_records known for it; pass --records or --xml_dir")
         out_dir = Path(a.out_dir) if a.out_dir else default_out
-        examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit) if a.xml_dir else examples_from_records(records, a.limit)
+        inputs = [("--model", a.model), ("--xml_dir", a.xml_dir), ("--image_dir", a.image_dir)]
+        inputs += [("--records", f) for f in ([] if a.xml_dir else resolve_records(records))]
+        refuse_outputs_on_inputs({"--out_dir": out_dir}, inputs, replaces=False)
+        if a.xml_dir:
+            examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit)
+        else:
+            examples = examples_from_records(records, a.limit, label_map, f"the label map of {a.model}")
         m = evaluate(predict, examples, label_map, out_dir=out_dir)
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")

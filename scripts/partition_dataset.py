@@ -17,7 +17,8 @@ def main(argv=None) -> int:
     p.add_argument("-x", "--xml", action="store_true", help="copy the .xml files too (always done; kept for the tutorial's flag)")
     p.add_argument("--xml_dir", default=None, help="annotation folder if not beside the images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="clear train/ and test/ of an earlier split first")
+    p.add_argument("--overwrite", action="store_true",
+                   help="first remove the files an earlier split of mask_od wrote to train/ and test/ (never other files)")
     a = p.parse_args(argv)
     if not 0 < a.ratio < 1:
         p.error(f"-r/--ratio must lie between 0 and 1 (the share of images for test), got {a.ratio:g}")
