@@ -13,6 +13,7 @@ STEPS = {  # step -> the script module (scripts/*.py, installed as mask_od.scrip
     "train": "train",
     "evaluate": "evaluate",
     "export": "export",
+    "metadata": "write_metadata",
     "detect": "detect_live",
     "package": "package_model",
     "serve": "serve",

@@ -16,6 +16,7 @@ from mask_od.detections import ALL
 from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_path, replace_path, temp_sibling
 from mask_od.lite_internals import DETECTION_OUTPUTS, ops_details, order_detection_outputs, postprocess_implements_signature, quantize_calibrated
+from mask_od.metadata import MetadataError, export_metadata
 from mask_od.parity import MAX_MAP50_DROP
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
@@ -243,13 +244,17 @@ def export_model(
     image_size: int | None = None,
     max_map50_drop: float = MAX_MAP50_DROP,
     int8_float_layers: int = INT8_FLOAT_LAYERS,
+    metadata: bool | None = None,
 ) -> dict:
     """Export ``run_dir`` to ``out_dir``: ``saved_model/``, ``model_<variant>.tflite``, ``label_map.pbtxt``,
     ``config.yaml`` and ``export_report.json`` (agreement of each TFLite file with the SavedModel on ``check_records``
     and the mAP of each; :func:`check_tflite` fails the export when a file does not decide like the SavedModel; without
     check images the report and a printed warning say the check was skipped).
     ``image_size`` exports the weights at another input size than they were trained at; ``int8_float_layers``
-    layers of the int8 file stay float (:func:`_selective_int8`; 0: every layer int8). Everything is built in a
+    layers of the int8 file stay float (:func:`_selective_int8`; 0: every layer int8). ``metadata``: TFLite Metadata
+    for MediaPipe Tasks and other metadata readers (:func:`mask_od.metadata.export_metadata`: None writes it when
+    MediaPipe's tool venv is built and says why not otherwise, True builds that venv when missing, False skips it;
+    the report's ``metadata`` says which). Everything is built in a
     temporary folder and renamed into place at the end, so a failure leaves no half-written export; with
     ``overwrite`` only an earlier export (a folder holding ``export_report.json``) is replaced, never a run
     directory, a folder inside it or a folder that holds it (:func:`check_out_dir`)."""
@@ -298,6 +303,10 @@ def export_model(
             report["variants"][v] = {"file": f"model_{v}.tflite", "bytes": len(data)}
             if v == "int8":
                 report["variants"][v]["float_layers"] = kept_float
+        try:
+            report["metadata"] = export_metadata(tmp, [f"model_{v}.tflite" for v in tflite], label_map, metadata)
+        except MetadataError as e:
+            raise ExportError(f"TFLite Metadata: {e}") from None
         if check and tflite:
             report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop)
         elif tflite:

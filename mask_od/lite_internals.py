@@ -69,3 +69,20 @@ def order_detection_outputs(model: bytes) -> bytes:
                 t.tensorIndex = inverse.get(t.tensorIndex, t.tensorIndex)
     sig.outputs = [by_name[n] for n in DETECTION_OUTPUTS]
     return flatbuffer_utils.convert_object_to_bytearray(m)
+
+
+def without_metadata(model: bytes, name: str = "TFLITE_METADATA") -> bytes:
+    """The TFLite file ``model`` without its metadata entry ``name`` (the entry removed, its buffer emptied so other
+    buffer numbers stay valid) and without the files a metadata writer packs after the flatbuffer (a zip holding
+    ``labels.txt``; MediaPipe's writer refuses to pack one twice). ``model`` itself when it has no such entry. Written
+    with TensorFlow's ``flatbuffer_utils`` tool module, as :func:`order_detection_outputs`."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    old = [e for e in (m.metadata or []) if (e.name.decode() if isinstance(e.name, bytes) else e.name) == name]
+    if not old:
+        return model
+    for e in old:
+        m.buffers[e.buffer].data = None
+    m.metadata = [e for e in m.metadata if e not in old] or None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))

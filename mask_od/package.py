@@ -109,3 +109,33 @@ def model_card(manifest: dict, card: str, report: dict | None) -> str:
     lines += [f"| `{rel}` | {size:,} | `{digest}` |" for rel, digest, size in
               ((rel, d, manifest.get("sizes", {}).get(rel, 0)) for rel, d in manifest["files"].items())]
     return "\n".join(lines) + "\n"
+
+
+def add_metadata(folder: Path | str, env: Path | str | None = None, build: bool = False) -> dict:
+    """Write TFLite Metadata into every ``model_*.tflite`` of an export or packaged model folder (``label_map.pbtxt``
+    beside them; :func:`mask_od.metadata.write_metadata`) and record it as ``metadata`` in its ``export_report.json``;
+    a packaged model's ``manifest.json`` sums and card (same text above the facts) are rewritten to match. ``env``:
+    the MediaPipe tool venv (default :data:`mask_od.metadata.TOOL_ENV`), built first when missing with ``build``.
+    Returns the ``metadata`` entry; raises :class:`mask_od.metadata.MetadataError` naming what is missing."""
+    from mask_od.fileio import write_text_atomic
+    from mask_od.label_map import read_label_map
+    from mask_od.metadata import TOOL_ENV, MetadataError, export_metadata
+    from mask_od.shipped import read_manifest
+
+    folder = Path(folder)
+    files = sorted(p.name for p in folder.glob("model_*.tflite"))
+    if not files:
+        raise MetadataError(f"{folder}: no model_*.tflite here (pass an export folder or a packaged model folder)")
+    if not (folder / "label_map.pbtxt").is_file():
+        raise MetadataError(f"{folder}: no label_map.pbtxt beside the TFLite files")
+    entry = export_metadata(folder, files, read_label_map(folder / "label_map.pbtxt"), True if build else None, env or TOOL_ENV)
+    if not entry["written"]:
+        raise MetadataError(f"{folder}: {entry['skipped']}")
+    report = folder / "export_report.json"
+    if report.is_file():
+        write_text_atomic(report, json.dumps({**json.loads(report.read_text()), "metadata": entry}, indent=1), overwrite=True)
+    if (folder / MANIFEST).is_file():
+        card = folder / "README.md"
+        write_manifest(folder, {k: v for k, v in read_manifest(folder).items() if k not in ("files", "sizes")})
+        update_card(folder, card.read_text(encoding="utf-8").split("\n## Made by")[0] if card.is_file() else f"# {folder.name}\n")
+    return entry

@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel (refused when the 95%% bootstrap interval lies above it)")
     p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
                    help="int8: layers with the largest quantization error kept float (0: every layer int8)")
+    p.add_argument("--metadata", choices=["auto", "on", "off"], default="auto",
+                   help="TFLite Metadata for MediaPipe Tasks: auto writes it when its tool venv is built (scripts/"
+                        "write_metadata.py --build), on builds that venv first when missing (~100 s, ~1 GB once), off skips it")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out_dir (never a run folder)")
     a = p.parse_args(argv)
     from mask_od.errors import MaskODError
@@ -32,7 +35,7 @@ def main(argv=None) -> int:
     try:
         r = export_model(a.run_dir, a.out_dir, a.tflite, a.check_records, a.calibration_records, a.num_check,
                          a.num_calibration, a.which, a.overwrite, max_map50_drop=a.max_map50_drop,
-                         int8_float_layers=a.int8_float_layers)
+                         int8_float_layers=a.int8_float_layers, metadata={"auto": None, "on": True, "off": False}[a.metadata])
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")
         return 2
