@@ -53,6 +53,17 @@ def write_jpeg(path: Path, h: int = 60, w: int = 80) -> Path:
     return path
 
 
+def write_exif_jpeg(path: Path, h: int = 300, w: int = 400, orientation: int = 6) -> Path:
+    """A JPEG stored ``w`` x ``h`` whose EXIF says to show it turned (6: 90 degrees clockwise, as phones write)."""
+    from PIL import Image
+
+    rgb = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif, quality=90)
+    return path
+
+
 def write_xml(path: Path, filename: str, w: int, h: int, objects: list[tuple[str, float, float, float, float]], extra: str = "", header: str = "") -> Path:
     objs = "".join(
         f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"

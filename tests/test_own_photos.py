@@ -8,18 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import real_photo_video, tiny_config, write_jpeg, write_xml
-
-
-def _exif_jpeg(path, h=300, w=400, orientation=6):
-    """A JPEG stored ``w`` x ``h`` whose EXIF says: show it rotated (6: 90 degrees clockwise)."""
-    from PIL import Image
-
-    rgb = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    Image.fromarray(rgb).save(path, exif=exif, quality=90)
-    return path
+from conftest import real_photo_video, tiny_config, write_exif_jpeg, write_jpeg, write_xml
 
 
 # --- issue 25.1: an XML goes with the image of its name beside it ----------------------------------------------------------
@@ -124,7 +113,7 @@ def test_exif_rotated_photo_is_shown_as_stored(tmp_path):
 
     d = tmp_path / "photos"
     d.mkdir()
-    _exif_jpeg(d / "phone.jpg")
+    write_exif_jpeg(d / "phone.jpg")
     lab = Labeler(d, {1: "with_mask"})
     lab.view  # noqa: B018 - builds the widget
     lab.show(0)
