@@ -63,6 +63,32 @@ def test_images_without_annotation_and_xml_without_suffix_are_counted(tmp_path):
     assert "1 annotation(s) without the .xml suffix" in line and ": c" in line
 
 
+def test_partition_and_generate_tfrecord_say_what_they_left_out(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from mask_od.label_map import write_label_map
+
+    d = tmp_path / "images"
+    d.mkdir()
+    for stem in ("a", "b", "c", "d", "e"):
+        write_jpeg(d / f"{stem}.jpg")
+    for stem in ("a", "b", "c"):
+        write_xml(d / f"{stem}.xml", f"{stem}.jpg", 80, 60, [("with_mask", 5, 5, 30, 30)])
+    write_xml(d / "d", "d.jpg", 80, 60, [("with_mask", 5, 5, 30, 30)])
+    lm = write_label_map({1: "with_mask"}, tmp_path / "label_map.pbtxt")
+    for args in (["partition_dataset.py", "-x", "-i", d, "-o", tmp_path / "split", "-r", "0.34"],
+                 ["generate_tfrecord.py", "-x", d, "-l", lm, "-o", tmp_path / "train.record"]):
+        p = subprocess.run([sys.executable, str(ROOT / "scripts" / args[0]), *map(str, args[1:])], capture_output=True,
+                           text=True, timeout=300, cwd=ROOT)
+        out = p.stdout + p.stderr
+        assert p.returncode == 0, out[-2000:]
+        assert "2 image(s) without annotation (no XML of the same name), skipped: d.jpg, e.jpg" in out, out[-2000:]
+        assert "1 annotation(s) without the .xml suffix, not read (rename them to NAME.xml): d" in out
+
+
 # --- issue 23: subfolders and one image rule --------------------------------------------------------------------------------
 def test_capture_subfolders_and_upper_case_suffixes_are_read_everywhere(tmp_path):
     from mask_od.annotations import is_image_file, list_image_files, parse_voc_dir
