@@ -118,18 +118,16 @@ def image_files(folder: Path | str) -> list[Path]:
     return files
 
 
-def stored_pixels_url(path: Path | str) -> str:
-    """A ``data:image/png`` URL of the image's pixels as stored (EXIF orientation ignored): what a browser shows without
-    rotating it, so boxes are drawn on the pixels the XML and training use."""
-    import base64
-
+def stored_pixels_png(path: Path | str) -> bytes:
+    """PNG bytes of the image's pixels as stored (EXIF orientation ignored): what a browser shows without turning
+    it, so boxes are drawn on the pixels the XML and training use."""
     import cv2
 
     rgb = read_image_rgb(path)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise LabelingError(f"{path}: cannot encode for display")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+    return buf.tobytes()
 
 
 class Labeler:
@@ -272,7 +270,11 @@ class Labeler:
         import html
 
         st = self.state
-        self._view_widget.image = "" if st.problem else stored_pixels_url(st.path) if st.orientation > 1 else str(st.path)
+        if st.orientation > 1 and not st.problem:  # the stored pixels, not the file a browser would show turned
+            self._view_widget.image = ""
+            self._view_widget.image_bytes = stored_pixels_png(st.path)
+        else:
+            self._view_widget.image = "" if st.problem else str(st.path)
         self._view_widget.bboxes = [] if st.problem else [dict(b) for b in st.boxes]
         shown = "<br>".join(html.escape(m) for m in self.messages[-3:])
         self._status.value = f"<b>{html.escape(self.status())}</b><br>{shown}"
