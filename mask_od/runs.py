@@ -124,9 +124,10 @@ def read_data_identity(run_dir: Path | str) -> dict | None:
         return None
 
 
-def resume_differences(config, run_dir: Path | str, train_identity: dict) -> list[str]:
+def resume_differences(config, run_dir: Path | str, train_identity: dict, unknown_differs: bool = False) -> list[str]:
     """Why ``config`` cannot continue the run in ``run_dir``: its training records (content, not the path) or a key of
-    :data:`RESUME_KEYS` differ. [] when they agree, when there is no run there, or for a run without ``data.json``."""
+    ``train.MODEL_KEYS`` and :data:`RESUME_KEYS` differ. [] when they agree or there is no run there; a run without
+    ``data.json`` (trained before it was written) counts as other data only with ``unknown_differs``."""
     from mask_od.config import build_config
     from mask_od.train import MODEL_KEYS
 
@@ -135,7 +136,9 @@ def resume_differences(config, run_dir: Path | str, train_identity: dict) -> lis
         return []
     out = []
     old = read_data_identity(run_dir)
-    if old is not None and old.get("train_records", {}).get("files") != train_identity["files"]:
+    if old is None and unknown_differs:
+        out.append(f"train records: unknown (no {DATA_FILE} in {run_dir})")
+    elif old is not None and old.get("train_records", {}).get("files") != train_identity["files"]:
         o = old["train_records"]
         out.append(f"train records: {o.get('examples')} examples ({o.get('synthetic')} generated demo images), sha256 "
                    f"{o['files'][0]['sha256'][:12] if o.get('files') else '?'} -> {train_identity['examples']} examples "
@@ -153,8 +156,8 @@ def trained_on_real_photos(run_dir: Path | str) -> bool:
 
 
 def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
-    """Where a run of ``config`` goes: ``run_dir`` when it is new or ``config`` can resume it, else the first of
-    ``run_dir-2``, ``-3`` … that is; with the line to print saying which and why."""
+    """Where a run of ``config`` goes: ``run_dir`` when it is new or ``config`` can resume it (a run of unknown data
+    is not resumed), else the first of ``run_dir-2``, ``-3`` … that is; with the line to print saying which and why."""
     from mask_od.label_map import read_label_map
 
     base = Path(run_dir)
@@ -162,7 +165,7 @@ def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
     lm = read_label_map(config.label_map)
     for k in range(1, 1000):
         cand = base if k == 1 else base.with_name(f"{base.name}-{k}")
-        diff = resume_differences(config, cand, ident)
+        diff = resume_differences(config, cand, ident, unknown_differs=True)
         if (cand / "label_map.pbtxt").is_file() and (cand / "checkpoints" / "checkpoint").is_file() and read_label_map(cand / "label_map.pbtxt") != lm:
             diff.append("label map")
         if not diff:

@@ -191,7 +191,6 @@ def test_prelabels_never_come_from_a_model_trained_on_demo_data(tmp_path):
 # --- issue 23: a run on other data ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_run_on_other_data_is_not_resumed(trained_run, tiny_records, tmp_path):
-    from mask_od.runs import free_run_dir
     from mask_od.train import TrainingError, train
 
     _, cfg = trained_run
@@ -202,6 +201,8 @@ def test_run_on_other_data_is_not_resumed(trained_run, tiny_records, tmp_path):
     with pytest.raises(TrainingError, match=r"other data or settings \(train records: 20 examples .* -> 4 examples"):
         train(other, progress=False)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written
+    from mask_od.runs import free_run_dir
+
     assert free_run_dir(run, cfg.replace(output_dir=str(run), val_records="")) == (run, f"run folder {run} (resumes it)")
     where, line = free_run_dir(run, other)
     assert where == tmp_path / "run-2" and "holds a run on other data" in line and "4 examples" in line
