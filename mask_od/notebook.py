@@ -186,12 +186,6 @@ def last_frame(video: Path | str, png: Path | str) -> Path | None:
     return Path(png)
 
 
-def latest_export(workspace: Path | str) -> Path | None:
-    """The newest ``model_float32.tflite`` under ``workspace/exported-models``, or None."""
-    files = sorted(Path(workspace, "exported-models").glob("*/model_float32.tflite"), key=lambda p: p.stat().st_mtime)
-    return files[-1] if files else None
-
-
 def prelabel_model(workspace: Path | str, classes: Iterable[str]) -> tuple[Path, str]:
     """The model whose boxes pre-label new pictures, and the line that says which: the newest export under
     ``workspace/exported-models`` trained on real photos (its run's ``data.json`` counts no generated demo image) that
