@@ -12,7 +12,27 @@ import numpy as np
 from mask_od.errors import MaskODError
 from mask_od.fileio import write_text_atomic
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
+# The one image-file rule of every stage (capture, labelling, parsing, partition, live sources): the formats OpenCV
+# decodes, matched case-insensitively (IMG_0001.JPG is an image). Records store them as JPEG (re-encoded if needed).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm",
+                    ".ppm", ".pnm", ".sr", ".ras")
+
+
+def is_image_file(path: Path | str) -> bool:
+    """True for a file name with an image suffix of :data:`IMAGE_EXTENSIONS` (any case), hidden files excepted."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def list_image_files(folder: Path | str, recursive: bool = True) -> list[Path]:
+    """Sorted image files of ``folder`` (subfolders too unless ``recursive`` is False; hidden ones left out)."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if is_image_file(p) and p.is_file() and not _hidden(p, folder))
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 CSV_COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
 
 
@@ -76,24 +96,44 @@ def _parse_xml_root(xml_path: Path):
     return root
 
 
+def _same_stem(folder: Path, stem: str) -> list[Path]:
+    """Images of ``folder`` named ``stem`` + an image suffix (any case)."""
+    import glob
+
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{glob.escape(stem)}.*") if p.stem == stem and is_image_file(p) and p.is_file())
+
+
 def _find_image(xml_path: Path, filename: str | None, image_dir: Path | None) -> Path:
-    dirs = [d for d in (image_dir, xml_path.parent, xml_path.parent.parent / "images") if d is not None]
-    stems = []
-    if filename:
-        name = Path(filename).name
-        for d in dirs:
-            if (d / name).is_file():
-                return d / name
-        stems.append(Path(name).stem)
-    stems.append(xml_path.stem)
+    """The image of an XML file, as LabelImg pairs them: the image of the same stem beside the XML (or in
+    ``image_dir``, then ``../images``) first; the ``<filename>`` text only when there is none. A ``<filename>`` naming
+    another photo is warned about (naming both); two images of the stem are refused unless ``<filename>`` picks one."""
+    from pathlib import PureWindowsPath
+
+    dirs = [d for d in (xml_path.parent, image_dir, xml_path.parent.parent / "images") if d is not None]
+    name = PureWindowsPath(filename).name if filename else ""  # Windows paths too (LabelImg on Windows writes them)
     for d in dirs:
-        for stem in stems:
-            for ext in IMAGE_EXTENSIONS:
-                if (d / (stem + ext)).is_file():
-                    return d / (stem + ext)
+        found = _same_stem(d, xml_path.stem)
+        if len(found) > 1:
+            named = [p for p in found if p.name == name]
+            if not named:
+                raise AnnotationError(f"{xml_path}: {' and '.join(str(p) for p in found)} share its name; which one it "
+                                      f"labels is unclear (<filename> is {filename!r}): rename or remove one")
+            found = named
+        if found:
+            if name and Path(name).stem != xml_path.stem:
+                _warn(f"{xml_path}: <filename> says {name} but the image beside it is {found[0].name}; paired with "
+                      f"{found[0]} (same name, as LabelImg pairs them); were files renamed after labelling?")
+            return found[0]
+    if name:
+        for d in dirs:
+            for candidate in [d / name, *_same_stem(d, Path(name).stem)]:
+                if candidate.is_file():
+                    return candidate
     raise AnnotationError(
-        f"{xml_path}: image {filename!r} not found (looked in {', '.join(str(d) for d in dirs)}, "
-        f"also under other extensions {', '.join(IMAGE_EXTENSIONS[:4])})"
+        f"{xml_path}: image not found: no image named {xml_path.stem}.* and <filename> {filename!r} is not there either "
+        f"(looked in {', '.join(str(d) for d in dirs)}, any of {', '.join(IMAGE_EXTENSIONS[:5])} …)"
     )
 
 
@@ -291,22 +331,82 @@ def parse_voc_xml(xml_path: Path | str, image_dir: Path | str | None = None, edg
     return load_voc_example(xml_path, image_dir, edge_tolerance_px)[0]
 
 
-def list_xml_files(xml_dir: Path | str) -> list[Path]:
-    """Sorted ``*.xml`` files of a folder; a clear error when there are none."""
+def list_xml_files(xml_dir: Path | str, exclude: Sequence[Path | str] = ()) -> list[Path]:
+    """Sorted ``.xml`` files of a folder and its subfolders (capture writes one per label), hidden ones and those under
+    ``exclude`` (e.g. the train/ and test/ copies an earlier split wrote there) left out; a clear error when there
+    are none."""
     xml_dir = Path(xml_dir)
     if not xml_dir.is_dir():
         raise AnnotationError(f"{xml_dir}: annotation folder does not exist")
-    files = sorted(xml_dir.glob("*.xml"))
+    skip = [Path(e).resolve() for e in exclude]
+    files = sorted(p for p in xml_dir.rglob("*") if p.suffix.lower() == ".xml" and p.is_file() and not _hidden(p, xml_dir)
+                   and not any(d in p.resolve().parents for d in skip))
     if not files:
-        raise AnnotationError(f"{xml_dir}: no .xml annotation files found (LabelImg saves PASCAL VOC .xml)")
+        raise AnnotationError(f"{xml_dir}: no .xml annotation files found, subfolders included (LabelImg saves PASCAL "
+                              "VOC .xml)")
     return files
 
 
+@dataclasses.dataclass
+class Unpaired:
+    """Images no annotation pairs with, and files that hold VOC XML without the ``.xml`` suffix (LabelImg writes those
+    when a name is typed without it): both left out of the dataset."""
+
+    images: list[Path]
+    no_suffix: list[Path]
+
+    def message(self, few: int = 3) -> str:
+        """One line with the counts and a few names; "" when nothing was left out."""
+        parts = []
+        if self.images:
+            parts.append(f"{len(self.images)} image(s) without annotation (no XML of the same name), skipped: "
+                         + ", ".join(p.name for p in self.images[:few]) + (" …" if len(self.images) > few else ""))
+        if self.no_suffix:
+            parts.append(f"{len(self.no_suffix)} annotation(s) without the .xml suffix, not read (rename them to "
+                         "NAME.xml): " + ", ".join(p.name for p in self.no_suffix[:few]) + (" …" if len(self.no_suffix) > few else ""))
+        return "; ".join(parts)
+
+
+def find_unpaired(folders: Sequence[Path | str | None], annotations: Sequence[Annotation],
+                  exclude: Sequence[Path | str] = ()) -> Unpaired:
+    """What of ``folders`` (subfolders too, but not those under ``exclude``) no annotation uses: images no XML is
+    paired with, and VOC XML files lacking the ``.xml`` suffix. Negatives are not counted: an XML without objects
+    pairs its image."""
+    used = {a.image_path.resolve() for a in annotations}
+    skip = [Path(e).resolve() for e in exclude]
+    images, no_suffix, seen = [], [], set()
+    for folder in dict.fromkeys(Path(f) for f in folders if f):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p in seen or not p.is_file() or _hidden(p, folder) or any(d in p.resolve().parents for d in skip):
+                continue
+            seen.add(p)
+            if is_image_file(p):
+                if p.resolve() not in used:
+                    images.append(p)
+            elif p.suffix.lower() != ".xml" and _looks_like_voc(p):
+                no_suffix.append(p)
+    return Unpaired(images, no_suffix)
+
+
+def _looks_like_voc(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    return b"<annotation" in head
+
+
 def parse_voc_dir(
-    xml_dir: Path | str, image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0, progress: bool = False
+    xml_dir: Path | str, image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0, progress: bool = False,
+    exclude: Sequence[Path | str] = (),
 ) -> list[Annotation]:
-    """Parse every XML file of a folder. All bad files are collected and reported together in one error."""
-    files = list_xml_files(xml_dir)
+    """Parse every XML file of a folder and its subfolders (see :func:`list_xml_files`). All bad files are collected
+    and reported together in one error; so are two XML files paired with one image. Images no XML pairs with and
+    annotations saved without the ``.xml`` suffix are counted in one :class:`DataWarning` line naming a few."""
+    files = list_xml_files(xml_dir, exclude)
     out, errors = [], []
     it: Iterable[Path] = files
     if progress:
@@ -318,8 +418,17 @@ def parse_voc_dir(
             out.append(parse_voc_xml(f, image_dir, edge_tolerance_px))
         except AnnotationError as e:
             errors.append(str(e))
+    by_image: dict[Path, Path] = {}
+    for a in out:  # one image, one annotation: two XML files claiming one photo would write it twice
+        first = by_image.setdefault(a.image_path.resolve(), a.xml_path)
+        if first != a.xml_path:
+            errors.append(f"{a.xml_path}: pairs with {a.image_path}, which {first} labels already; one image is "
+                          "written once: remove or rename one of the two XML files")
     if errors:
         raise AnnotationError(f"{len(errors)} of {len(files)} annotation files are unusable:\n  " + "\n  ".join(errors))
+    unpaired = find_unpaired([xml_dir, image_dir], out, exclude)
+    if unpaired.message():
+        _warn(f"{Path(xml_dir)}: {unpaired.message()}")
     return out
 
 

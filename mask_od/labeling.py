@@ -9,7 +9,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mask_od.annotations import IMAGE_EXTENSIONS, AnnotationError, load_voc_example, read_image_rgb
+from mask_od.annotations import (
+    IMAGE_EXTENSIONS,
+    AnnotationError,
+    exif_orientation,
+    list_image_files,
+    load_voc_example,
+    read_image_rgb,
+)
 from mask_od.detections import LIVE, Detections
 from mask_od.errors import MaskODError
 from mask_od.fileio import write_text_atomic
@@ -91,12 +98,36 @@ class ImageState:
     depth: int = 3
     boxes: list[dict] = dataclasses.field(default_factory=list)
     problem: str = ""  # an undecodable image or a malformed XML: shown, skipped, never written
+    orientation: int = 0  # EXIF orientation of a JPEG; > 1: the widget is given the stored pixels, not the file
 
 
 def image_files(folder: Path | str) -> list[Path]:
-    """Images under ``folder``, subfolders included (capture writes one per label), hidden files left out."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    """Images under ``folder``, subfolders included (capture writes one per label), hidden files left out. Raises
+    :class:`LabelingError` naming both files when two images share a name (``a.jpg``, ``a.PNG``): they would share
+    ``a.xml``, one opening with the other's boxes and saving over them."""
+    files = list_image_files(folder)
+    by_stem: dict[Path, Path] = {}
+    clashes = []
+    for p in files:
+        first = by_stem.setdefault(p.with_suffix(""), p)
+        if first != p:
+            clashes.append(f"{first} and {p}")
+    if clashes:
+        raise LabelingError(f"{len(clashes)} pair(s) of images share one name and would share one .xml: "
+                            f"{'; '.join(clashes[:5])}; rename or move one of each pair (nothing was saved)")
+    return files
+
+
+def stored_pixels_png(path: Path | str) -> bytes:
+    """PNG bytes of the image's pixels as stored (EXIF orientation ignored): what a browser shows without turning
+    it, so boxes are drawn on the pixels the XML and training use."""
+    import cv2
+
+    rgb = read_image_rgb(path)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise LabelingError(f"{path}: cannot encode for display")
+    return buf.tobytes()
 
 
 class Labeler:
@@ -134,6 +165,8 @@ class Labeler:
             return st
         st.height, st.width = rgb.shape[:2]
         st.depth = 1 if _is_gray(path) else 3
+        if path.suffix.lower() in (".jpg", ".jpeg", ".jpe"):
+            st.orientation = exif_orientation(path.read_bytes())
         xml = self.xml_path(path)
         if xml.is_file():
             try:
@@ -141,8 +174,9 @@ class Labeler:
                 st.boxes = objects_to_widget([(n, *b) for n, b in zip(ann.names, ann.boxes_xyxy.tolist())])
             except AnnotationError as e:
                 st.problem = f"not overwritten: {e}"
-        elif self.detector is not None:
-            st.boxes = prelabels(self.detector.predict(rgb), st.width, st.height, self.score)
+        elif self.detector is not None:  # its classes matched by name: boxes of classes not labelled here are dropped
+            st.boxes = [b for b in prelabels(self.detector.predict(rgb), st.width, st.height, self.score)
+                        if b["label"] in self.classes]
         return st
 
     def show(self, index: int) -> ImageState:
@@ -151,6 +185,9 @@ class Labeler:
         self.state = self._load(self.index)
         if self.state.problem:
             self.messages.append(f"{self.state.path.name}: {self.state.problem}")
+        elif self.state.orientation > 1:
+            self.messages.append(f"{self.state.path.name}: shown as stored (EXIF orientation {self.state.orientation} "
+                                 "ignored, as training reads it): draw on it as it is")
         self._refresh()
         return self.state
 
@@ -174,6 +211,16 @@ class Labeler:
         self.messages.append(f"saved {path.name} ({len(objects)} boxes)")
         self._refresh()
         return path
+
+    def accept_prelabels(self) -> int:
+        """Save the boxes shown (the detector's pre-labels) for every image that has no XML yet, unreviewed: for
+        headless runs and tests; returns how many files were written."""
+        written = 0
+        for i, p in enumerate(self.images):
+            if not self.xml_path(p).is_file():
+                self.show(i)
+                written += self.save() is not None
+        return written
 
     def next(self) -> ImageState:
         return self.show(self.index + 1)
@@ -223,7 +270,11 @@ class Labeler:
         import html
 
         st = self.state
-        self._view_widget.image = "" if st.problem else str(st.path)
+        if st.orientation > 1 and not st.problem:  # the stored pixels, not the file a browser would show turned
+            self._view_widget.image = ""
+            self._view_widget.image_bytes = stored_pixels_png(st.path)
+        else:
+            self._view_widget.image = "" if st.problem else str(st.path)
         self._view_widget.bboxes = [] if st.problem else [dict(b) for b in st.boxes]
         shown = "<br>".join(html.escape(m) for m in self.messages[-3:])
         self._status.value = f"<b>{html.escape(self.status())}</b><br>{shown}"

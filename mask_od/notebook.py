@@ -186,10 +186,48 @@ def last_frame(video: Path | str, png: Path | str) -> Path | None:
     return Path(png)
 
 
-def latest_export(workspace: Path | str) -> Path | None:
-    """The newest ``model_float32.tflite`` under ``workspace/exported-models`` (for pre-labels), or None."""
+def prelabel_model(workspace: Path | str, classes: Iterable[str]) -> tuple[Path, str]:
+    """The model whose boxes pre-label new pictures, and the line that says which: the newest export under
+    ``workspace/exported-models`` trained on real photos (its run's ``data.json`` counts no generated demo image) that
+    knows at least one of ``classes``; else the shipped face-mask model (its classes matched by name). A model trained
+    on the demo data, or of unknown data, is never used."""
+    import json
+
+    from mask_od.label_map import read_label_map
+    from mask_od.runs import trained_on_real_photos
+    from mask_od.shipped import default_live_model
+
+    wanted = set(classes)
+    skipped = []
     files = sorted(Path(workspace, "exported-models").glob("*/model_float32.tflite"), key=lambda p: p.stat().st_mtime)
-    return files[-1] if files else None
+    for tfl in reversed(files):
+        try:
+            run_dir = json.loads((tfl.parent / "export_report.json").read_text())["run_dir"]
+            names = set(read_label_map(tfl.parent / "label_map.pbtxt").values())
+        except (OSError, ValueError, KeyError):
+            skipped.append(f"{tfl.parent.name} (no export report)")
+            continue
+        if not trained_on_real_photos(run_dir):
+            skipped.append(f"{tfl.parent.name} (trained on demo data, or its data is unknown)")
+        elif not names & wanted:
+            skipped.append(f"{tfl.parent.name} (none of these classes)")
+        else:
+            return tfl, f"pre-labels from your export {tfl} (trained on your photos)"
+    why = f"; not used: {', '.join(skipped)}" if skipped else ""
+    return default_live_model(), f"pre-labels from the shipped face-mask model (classes matched by name){why}"
+
+
+def your_photos(folder: Path | str) -> tuple[int, list[Path], str]:
+    """Images under ``folder`` (subfolders too) with and without an XML of the same name beside them: (labelled count,
+    unlabelled images, the line that says so, naming a few skipped ones)."""
+    from mask_od.annotations import list_image_files
+
+    images = list_image_files(folder) if Path(folder).is_dir() else []
+    missing = [p for p in images if not p.with_suffix(".xml").is_file()]
+    labelled = len(images) - len(missing)
+    names = ", ".join(p.name for p in missing[:3]) + (" …" if len(missing) > 3 else "")
+    line = f"your photos in {folder}: {labelled} labelled, {len(missing)} without labels" + (f" (skipped): {names}" if missing else "")
+    return labelled, missing, line
 
 
 def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Path]:
@@ -197,12 +235,13 @@ def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Pat
     (the notebook's "try it first" without a camera); prints what was found per photo. Returns the PNG paths."""
     import cv2
 
+    from mask_od.annotations import list_image_files
     from mask_od.detect import draw_detections
     from mask_od.sources import iter_frames
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    names = list_image_files(folder, recursive=False)  # the same files, in the same order, as iter_frames reads
     paths = []
     for path, bgr in zip(names, iter_frames(folder)):
         det = detector.predict(bgr[..., ::-1])

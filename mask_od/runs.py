@@ -88,3 +88,90 @@ def predictor(model_path: Path | str, num_threads: int = 2) -> tuple[Callable[[n
     cfg = next((c for c in (det.path / "config.yaml", det.path.parent / "config.yaml") if c.is_file()), None)
     records = build_config(cfg).val_records if cfg else ""
     return det.predict, det.label_map, records, det.path.parent / f"eval_{det.path.stem}"
+
+
+DATA_FILE = "data.json"  # what a run was trained on: records identity and provenance (written by train)
+# settings a resumed run must share with the run it continues (besides the label map and train.MODEL_KEYS); the
+# schedule's length (steps, time_budget_min, warmup_steps), logging, evaluation and output keys may change
+RESUME_KEYS = ("batch_size", "learning_rate", "pretrained", "init_checkpoint", "weight_decay", "freeze_backbone_bn",
+               "aug_hflip", "aug_scale_min", "aug_scale_max", "aug_color", "repeat_threshold", "class_weights", "max_boxes",
+               "seed")
+
+
+def records_identity(records: str) -> dict:
+    """What identifies TFRecords: per file its name, size and sha256; the number of examples, and how many of them
+    are generated demo images (``synthetic_*`` files of :mod:`mask_od.synthetic`)."""
+    import tensorflow as tf
+
+    from mask_od.input_pipeline import resolve_records
+    from mask_od.shipped import sha256_file
+
+    files = resolve_records(records)
+    names = [tf.io.parse_single_example(r, {"image/filename": tf.io.FixedLenFeature([], tf.string, b"")})["image/filename"]
+             .numpy().decode(errors="replace") for r in tf.data.TFRecordDataset(files)]
+    return {"files": [{"name": Path(f).name, "bytes": Path(f).stat().st_size, "sha256": sha256_file(f)} for f in files],
+            "examples": len(names), "synthetic": sum(n.startswith("synthetic_") for n in names)}
+
+
+def read_data_identity(run_dir: Path | str) -> dict | None:
+    """The ``data.json`` of a run (None for a run trained before it was written, or without one)."""
+    import json
+
+    p = Path(run_dir) / DATA_FILE
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def resume_differences(config, run_dir: Path | str, train_identity: dict, unknown_differs: bool = False) -> list[str]:
+    """Why ``config`` cannot continue the run in ``run_dir``: its training records (content, not the path) or a key of
+    ``train.MODEL_KEYS`` and :data:`RESUME_KEYS` differ. [] when they agree or there is no run there; a run without
+    ``data.json`` (trained before it was written) counts as other data only with ``unknown_differs``."""
+    from mask_od.config import build_config
+    from mask_od.train import MODEL_KEYS
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints" / "checkpoint").is_file():
+        return []
+    out = []
+    old = read_data_identity(run_dir)
+    if old is None and unknown_differs:
+        out.append(f"train records: unknown (no {DATA_FILE} in {run_dir})")
+    elif old is not None and old.get("train_records", {}).get("files") != train_identity["files"]:
+        o = old["train_records"]
+        out.append(f"train records: {o.get('examples')} examples ({o.get('synthetic')} generated demo images), sha256 "
+                   f"{o['files'][0]['sha256'][:12] if o.get('files') else '?'} -> {train_identity['examples']} examples "
+                   f"({train_identity['synthetic']} demo), sha256 {train_identity['files'][0]['sha256'][:12]}")
+    old_cfg = build_config(run_dir / "config.yaml")
+    out += [f"{k}: {getattr(old_cfg, k)!r} -> {getattr(config, k)!r}" for k in MODEL_KEYS + RESUME_KEYS if getattr(old_cfg, k) != getattr(config, k)]
+    return out
+
+
+def trained_on_real_photos(run_dir: Path | str) -> bool:
+    """True when the run's ``data.json`` says its training records hold no generated demo image (False when unknown)."""
+    ident = read_data_identity(run_dir)
+    rec = (ident or {}).get("train_records") or {}
+    return bool(rec.get("examples")) and rec.get("synthetic") == 0
+
+
+def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
+    """Where a run of ``config`` goes: ``run_dir`` when it is new or ``config`` can resume it (a run of unknown data
+    is not resumed), else the first of ``run_dir-2``, ``-3`` … that is; with the line to print saying which and why."""
+    from mask_od.label_map import read_label_map
+
+    base = Path(run_dir)
+    ident = records_identity(config.train_records)
+    lm = read_label_map(config.label_map)
+    for k in range(1, 1000):
+        cand = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        diff = resume_differences(config, cand, ident, unknown_differs=True)
+        if (cand / "label_map.pbtxt").is_file() and (cand / "checkpoints" / "checkpoint").is_file() and read_label_map(cand / "label_map.pbtxt") != lm:
+            diff.append("label map")
+        if not diff:
+            if k == 1:
+                return cand, (f"run folder {cand} (resumes it)" if (cand / "checkpoints").is_dir() else f"run folder {cand} (new)")
+            return cand, f"run folder {cand}: {base} holds a run on other data or settings ({first_diff})"
+        if k == 1:
+            first_diff = "; ".join(diff)
+    raise RunError(f"{base}: no free run folder name")

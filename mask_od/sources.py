@@ -7,10 +7,10 @@ from typing import Iterable, Iterator, Union
 
 import numpy as np
 
+from mask_od.annotations import IMAGE_EXTENSIONS, list_image_files
 from mask_od.errors import MaskODError
 
 Source = Union[int, str, Path, Iterable[np.ndarray]]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 STREAM_TIMEOUT_S = 10.0  # a stream URL that does not answer within this long fails (opening) or ends (reading)
 
 
@@ -69,13 +69,13 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             import cv2
 
             entries = sorted(path.iterdir())
-            files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            files = list_image_files(path, recursive=False)
             if not files:
-                raise SourceError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise SourceError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS[:5])} …, any case)")
             other = [p.name for p in entries if p not in files and not p.name.startswith(".")]
             if other:
-                print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not {'/'.join(sorted(IMAGE_SUFFIXES))} "
-                      f"images: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
+                print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not images: "
+                      f"{', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
             for f in files:
                 if max_frames is not None and count >= max_frames:
                     return

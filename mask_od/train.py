@@ -4,6 +4,7 @@ checkpoints N deep with resume (Ctrl-C saves one), TensorBoard, periodic COCO ev
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -114,8 +115,10 @@ def check_inputs(config: Config) -> None:
 MODEL_KEYS = ("backbone", "anchor_size", "stages")  # what a checkpoint's weights were trained for: fixed on resume
 
 
-def check_resume(config: Config, run_dir: Path, label_map: dict) -> None:
-    """Refuse to resume a run with another label map or model (before anything in the run is written)."""
+def check_resume(config: Config, run_dir: Path, label_map: dict, train_identity: dict | None = None) -> None:
+    """Refuse to resume a run with another label map or model, or (given ``train_identity``, see
+    :func:`mask_od.runs.records_identity`) with other training records or settings (before anything in the run is
+    written)."""
     from mask_od.config import build_config
 
     if not (run_dir / "checkpoints" / "checkpoint").is_file():
@@ -135,6 +138,12 @@ def check_resume(config: Config, run_dir: Path, label_map: dict) -> None:
         if diff:
             raise TrainingError(f"{run_dir}: cannot resume with another model ({'; '.join(diff)}); choose a new "
                                 f"output_dir (and init_checkpoint={run_dir} to start from its weights)")
+    if train_identity is not None:
+        from mask_od.runs import resume_differences
+
+        if diff := resume_differences(config, run_dir, train_identity):
+            raise TrainingError(f"{run_dir} holds a run on other data or settings ({'; '.join(diff)}): a run resumes only "
+                                "with its own; choose a new output_dir (the notebook picks one by itself)")
 
 
 def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
@@ -151,11 +160,15 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     label_map = read_label_map(config.label_map)
     check_inputs(config)
     class_weights = class_weight_vector(config, label_map)
-    check_resume(config, run_dir, label_map)  # before anything in the run is written
+    from mask_od.runs import DATA_FILE, records_identity
+
+    identity = {"train_records": records_identity(config.train_records)}
+    check_resume(config, run_dir, label_map, identity["train_records"])  # before anything in the run is written
     for records in (config.train_records, config.val_records):  # written with this label map (ids and class text)
         if records:
             check_record_labels(records, label_map, f"label_map {config.label_map}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(run_dir / DATA_FILE, json.dumps(identity, indent=1).encode(), overwrite=True)
     config.save(run_dir / "config.yaml")
     write_bytes_atomic(run_dir / "label_map.pbtxt", Path(config.label_map).read_bytes(), overwrite=True)
     strategy = build_strategy(config.strategy)

@@ -3,6 +3,7 @@
 Flags follow the TF OD API tutorial's partition_dataset.py: -i IMAGE_DIR [-o OUT_DIR] [-r RATIO] [-x]."""
 
 import argparse
+from pathlib import Path
 
 from mask_od.runtime import quiet_tensorflow
 
@@ -27,7 +28,8 @@ def main(argv=None) -> int:
     from mask_od.split import split_annotations, write_split
 
     try:
-        anns = parse_voc_dir(a.xml_dir or a.imageDir, a.imageDir)
+        out_dir = Path(a.outputDir or a.imageDir)  # its train/ test/ val/ hold an earlier split's copies, not sources
+        anns = parse_voc_dir(a.xml_dir or a.imageDir, a.imageDir, exclude=[out_dir / d for d in ("train", "test", "val")])
         sp = split_annotations(anns, a.ratio, seed=a.seed)
         out = write_split(sp, a.outputDir or a.imageDir, overwrite=a.overwrite)
     except (MaskODError, ValueError, OSError) as e:

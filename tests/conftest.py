@@ -53,6 +53,17 @@ def write_jpeg(path: Path, h: int = 60, w: int = 80) -> Path:
     return path
 
 
+def write_exif_jpeg(path: Path, h: int = 300, w: int = 400, orientation: int = 6) -> Path:
+    """A JPEG stored ``w`` x ``h`` whose EXIF says to show it turned (6: 90 degrees clockwise, as phones write)."""
+    from PIL import Image
+
+    rgb = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif, quality=90)
+    return path
+
+
 def write_xml(path: Path, filename: str, w: int, h: int, objects: list[tuple[str, float, float, float, float]], extra: str = "", header: str = "") -> Path:
     objs = "".join(
         f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
@@ -109,3 +120,35 @@ def exported(trained_run, tiny_records):
     report = export_model(cfg.output_dir, out, tflite=("float32", "float16", "int8"), check_records=tiny_records["train_records"],
                           num_check=20, num_calibration=8)
     return out, report, cfg
+
+
+def real_photo_video(path: Path, num_frames: int, size: tuple[int, int] = (320, 240)) -> Path:
+    """An MP4 of ``num_frames`` real photos of ../shared (skipped when absent), one per frame, letterboxed to ``size``:
+    photos with one or two faces at least a fifth of the photo wide, so a webcam stand-in shows faces a detector finds."""
+    import cv2
+
+    from mask_od.annotations import parse_voc_xml
+
+    root = need_shared("data", "face-mask")
+    chosen = []
+    for xml in sorted((root / "annotations").glob("*.xml")):
+        ann = parse_voc_xml(xml, root / "images")
+        if 1 <= ann.num_boxes <= 2 and (ann.boxes_xyxy[:, 2] - ann.boxes_xyxy[:, 0]).min() >= ann.width / 5:
+            chosen.append(ann.image_path)
+        if len(chosen) == num_frames:
+            break
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (w, h))
+    try:
+        for p in chosen:
+            img = cv2.imread(str(p))
+            s = min(w / img.shape[1], h / img.shape[0])
+            small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)))
+            frame = np.zeros((h, w, 3), np.uint8)
+            y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+            frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+            writer.write(frame)
+    finally:
+        writer.release()
+    assert len(chosen) == num_frames, f"only {len(chosen)} photos with large faces in {root}"
+    return path

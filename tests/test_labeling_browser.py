@@ -1,6 +1,8 @@
 """Labelling in a real browser: JupyterLab on localhost shows the labeller on two images, headless Chromium (driven over
 the DevTools protocol, no browser download) picks a class, draws a box with mouse events and clicks Save; the box is
-then read back from the XML on disk. A screenshot is kept (in $MASK_OD_SCREENSHOTS too, when set)."""
+then read back from the XML on disk. The image drawn on is a phone photo with EXIF orientation 6 (stored 400 x 300, shown
+turned by a browser given the file): the box must land in the XML where it was drawn on the pixels shown. A screenshot
+is kept (in $MASK_OD_SCREENSHOTS too, when set)."""
 
 import base64
 import json
@@ -14,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import write_jpeg
+from conftest import write_exif_jpeg, write_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +86,7 @@ def test_draw_a_box_pick_a_class_and_save_in_jupyterlab(tmp_path):
     pytest.importorskip("websocket", reason="websocket-client is not installed (requirements.txt)")
     images = tmp_path / "photos"
     images.mkdir()
-    write_jpeg(images / "a.jpg", h=300, w=400)
+    write_exif_jpeg(images / "a.jpg", h=300, w=400, orientation=6)
     write_jpeg(images / "b.jpg", h=300, w=400)
     code = ("from mask_od.labeling import Labeler\n"
             f"lab = Labeler({str(images)!r}, {{1: 'with_mask', 2: 'without_mask'}})\n"
@@ -117,11 +119,11 @@ def test_draw_a_box_pick_a_class_and_save_in_jupyterlab(tmp_path):
         time.sleep(2)  # the notebook panel becomes the current widget; a run waits for its kernel by itself
         dev.js("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         wait_for(lambda: dev.js("document.querySelectorAll('.class-label').length === 2 && "
-                                "[...document.querySelectorAll('img')].some(i => i.naturalWidth === 400)"), 120, "the labelling widget")
+                                "[...document.querySelectorAll('img')].some(i => i.naturalWidth * i.naturalHeight === 120000)"), 120, "the labelling widget")
         assert "1 / 2" in dev.js("document.body.innerText") and "0 / 2 labelled" in dev.js("document.body.innerText")
         # pick the class, then draw from 20%,20% to 60%,70% of the image
         dev.click(*dev.center_of("[...document.querySelectorAll('.class-label')].find(e => e.innerText.includes('without_mask'))"))
-        box = dev.js("(() => { const i = [...document.querySelectorAll('img')].find(i => i.naturalWidth === 400);"
+        box = dev.js("(() => { const i = [...document.querySelectorAll('img')].find(i => i.naturalWidth * i.naturalHeight === 120000);"
                      " i.scrollIntoView({block: 'center'}); const b = i.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; })()")
         left, top, w, h = box
         x0, y0, x1, y1 = left + 0.2 * w, top + 0.2 * h, left + 0.6 * w, top + 0.7 * h
@@ -154,5 +156,6 @@ def test_draw_a_box_pick_a_class_and_save_in_jupyterlab(tmp_path):
     assert ann.names == ["without_mask"]
     (bx0, by0, bx1, by1), = ann.boxes_xyxy.tolist()
     for got, want in ((bx0, 80), (by0, 60), (bx1, 240), (by1, 210)):  # 20% / 60% of 400 px, 20% / 70% of 300 px
-        assert abs(got - want) <= 8, (ann.boxes_xyxy, "drawn at 80,60 - 240,210")
+        assert abs(got - want) <= 8, (ann.boxes_xyxy, "drawn at 80,60 - 240,210 on the stored pixels shown (a browser "
+                                      "given the file shows it turned: the box would land at 60,80 - 180,280)")
     assert shot.stat().st_size > 10_000

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SHARED, real_photo_video
 
 NOTEBOOK = ROOT / "Mask_detection.ipynb"
 
@@ -30,7 +30,9 @@ def test_cells_are_thin_and_parameters_are_tagged():
 @pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path):
     """As `make demo` runs it (scripts/run_notebook.py in a subprocess), with tiny parameters: no cell error, the
-    figures inline, an export and a live video, and the cells' progress streamed to the terminal as it happens."""
+    figures inline, an export and a live video, and the cells' progress streamed to the terminal as it happens. With
+    ../shared, a video of real photos stands in for the webcam: step 1 captures 2 labels x 4 frames from it, step 2
+    saves the shipped model's pre-labels, and steps 3-9 train on those photos (not the demo data) and run live on it."""
     import os
     import subprocess
     import sys
@@ -38,6 +40,10 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     ws = tmp_path / "ws"
     params = dict(WORKSPACE=str(ws), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS=12, BATCH_SIZE=4, NUM_DEMO_IMAGES=16,
                   LIVE_FRAMES=6)  # PRETRAINED and TFLITE left at their defaults (face_mask; float32, float16, int8), as make demo runs them
+    own = (SHARED / "data" / "face-mask").is_dir()
+    if own:  # your own photos: the webcam's stand-in is a video file
+        video = real_photo_video(tmp_path / "webcam.mp4", 8)
+        params.update(CAPTURE=True, CAPTURE_SOURCE=str(video), NUM_CAPTURE=4, ACCEPT_PRELABELS=True, LIVE_SOURCE=str(video))
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), *(f"{k}={v}" for k, v in params.items())],
                        capture_output=True, text=True, timeout=900, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
@@ -52,3 +58,7 @@ def test_notebook_runs_top_to_bottom(tmp_path):
         assert (export / f"model_{v}.tflite").is_file() and f"checked model_{v}.tflite on " in p.stdout
     assert "image_size: 160" in (export / "config.yaml").read_text()  # two stages (96, 128), run and exported at IMAGE_SIZE
     assert (ws / "live.mp4").is_file() and (ws / "live.jsonl").read_text().count("\n") == 6
+    if own:
+        assert "saved 8 picture(s)" in p.stdout and "pre-labels from the shipped face-mask model" in p.stdout
+        assert "saved the pre-labels of 8 pictures" in p.stdout and "8 labelled, 0 without labels" in p.stdout
+        assert "generated demo data" not in p.stdout and not (ws / "images" / "demo").exists()

@@ -100,6 +100,44 @@ def test_other_classes_reinitialise_only_the_class_layer(packaged, tmp_path):
                        if a.shape == b.shape)
 
 
+def test_class_layer_is_mapped_by_name(packaged, tmp_path):
+    """Classes the packaged model knows keep their outputs whatever their id, order or subset; only new names are
+    fresh (issue 23: the two classes step 1 captures lost what the shipped model knew of them)."""
+    import tensorflow as tf
+
+    from mask_od.label_map import read_label_map, write_label_map
+    from mask_od.transfer import class_layer, init_from_packaged
+
+    out, _, cfg = packaged
+    source_lm = read_label_map(cfg.label_map)  # with_mask, without_mask, mask_weared_incorrect
+    ids = {n: i for i, n in source_lm.items()}
+    prefix = str(out / "checkpoint" / "model")
+    file_vars = {k: tf.train.load_variable(prefix, k) for k, _ in tf.train.list_variables(prefix)}
+    lm = {1: "without_mask", 2: "helmet", 4: "with_mask"}  # another order, other ids, one new name, one class left out
+    path = write_label_map(lm, tmp_path / "lm.pbtxt")
+    config = dataclasses.replace(cfg, pretrained=str(out), label_map=str(path))
+    model = _model(config, lm)
+    anchors = model.head.get_config()["num_anchors_per_location"]
+    fresh = {w.name: w.numpy().copy() for w in class_layer(model)}
+    line = init_from_packaged(model, config, lm)
+    assert "kept without_mask, with_mask" in line and "new (fresh rows) helmet" in line, line
+    checked = 0
+    for w in class_layer(model):
+        if w.shape[-1] != anchors * 5:
+            continue  # the depthwise kernel: class-independent, loaded whole like the rest
+        kind = "bias" if len(w.shape) == 1 else "pointwise_kernel"
+        src = file_vars[f"model/_head/_classifier/{kind}/.ATTRIBUTES/VARIABLE_VALUE"]
+        got = w.numpy().reshape(*w.shape[:-1], anchors, 5)
+        want = src.reshape(*src.shape[:-1], anchors, 4)
+        before = fresh[w.name].reshape(got.shape)
+        for t, s in ((0, 0), (1, ids["without_mask"]), (4, ids["with_mask"])):
+            np.testing.assert_array_equal(got[..., t], want[..., s], err_msg=f"{w.name} class {t}")
+        for t in (2, 3):  # helmet (new) and the unused id 3: left fresh
+            np.testing.assert_array_equal(got[..., t], before[..., t], err_msg=f"{w.name} class {t}")
+        checked += 1
+    assert checked == 2  # pointwise kernel and bias
+
+
 def test_damaged_file_is_refused_and_nothing_written(packaged, tmp_path):
     from mask_od.shipped import ShippedModelError
     from mask_od.train import train
