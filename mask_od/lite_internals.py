@@ -27,6 +27,12 @@ def quantize_calibrated(calibrated_model: bytes, denylisted_nodes: Sequence[str]
                                         denylisted_nodes=list(denylisted_nodes))
 
 
+def class_layer(model) -> list:
+    """The variables of a Model Garden RetinaNet's class layer, the class head's last conv (shared by all levels):
+    ``RetinaNetHead`` keeps it in an attribute with no public accessor."""
+    return list(model.head._classifier.weights)
+
+
 def ops_details(interpreter) -> list[dict]:
     """The operators of a TFLite interpreter's main subgraph in execution order (``op_name``, ``inputs``, ``outputs``
     tensor indices): LiteRT's interpreter only lists them through a private method."""

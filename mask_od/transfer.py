@@ -15,6 +15,7 @@ import numpy as np
 
 from mask_od.config import Config
 from mask_od.label_map import num_classes, read_label_map
+from mask_od.lite_internals import class_layer
 from mask_od.shipped import (
     CHECKPOINT,
     SHIPPED,
@@ -39,11 +40,6 @@ def check_packaged(config: Config) -> dict:
         raise ShippedModelError(f"{folder}: made for {', '.join(wrong)}: its weights do not fit this model; set "
                                 f"{' and '.join(w.split()[0] for w in wrong)} to the model's, or pretrained: imagenet")
     return manifest
-
-
-def class_layer(model) -> list:
-    """The variables of the class layer: the class head's last conv (shared by all levels)."""
-    return list(model.head._classifier.weights)
 
 
 def map_class_outputs(source: np.ndarray, target: np.ndarray, rows: Mapping[int, int], num_anchors: int) -> np.ndarray:

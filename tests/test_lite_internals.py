@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 PRIVATE = re.compile(r"_get_ops_details|mlir_quantize|_generate_detections_tflite|flatbuffer_utils|schema_py_generated"
-                     r"|tensorflow\.lite\.python|tensorflow\.python\.")
+                     r"|tensorflow\.lite\.python|tensorflow\.python\.|\._classifier\b")
 
 
 def test_private_names_are_used_in_one_module_only():
@@ -31,6 +31,11 @@ def test_each_private_call_still_exists_as_used():
     assert {"input_data_type", "output_data_type", "denylisted_nodes"} <= set(params), \
         f"tensorflow.lite.python.convert.mlir_quantize takes {list(params)}"
     assert callable(getattr(Interpreter, "_get_ops_details", None)), "ai_edge_litert Interpreter._get_ops_details is gone"
+    from official.vision.modeling.heads.dense_prediction_heads import RetinaNetHead
+
+    head = RetinaNetHead(min_level=3, max_level=4, num_classes=2, num_anchors_per_location=1)
+    head.build({"3": [1, 8, 8, 16], "4": [1, 4, 4, 16]})
+    assert hasattr(head, "_classifier"), "Model Garden RetinaNetHead._classifier (the class layer) is gone"
     for name in ("convert_bytearray_to_object", "convert_object_to_bytearray"):
         assert callable(getattr(flatbuffer_utils, name, None)), f"tensorflow.lite.tools.flatbuffer_utils.{name} is gone"
 
