@@ -293,3 +293,48 @@ def test_video_sink_keeps_every_frame_in_order_and_names_a_bad_path(tmp_path):
     assert len(means) == 20 and all(a < b for a, b in zip(means, means[1:]))
     with pytest.raises(OSError, match="no_such_dir"):
         VideoSink(tmp_path / "no_such_dir" / "v.mp4", 10, (64, 48))
+
+
+class FlakyCapture:
+    """A cv2.VideoCapture stand-in for a camera: ``n`` frames, and reads that fail at the listed read numbers."""
+
+    def __init__(self, n: int, fail_at=(), fail_forever_after: int | None = None):
+        self.n, self.fail_at, self.after, self.reads, self.sent = n, set(fail_at), fail_forever_after, 0, 0
+
+    def read(self):
+        self.reads += 1
+        if self.reads in self.fail_at or (self.after is not None and self.sent >= self.after) or self.sent >= self.n:
+            return False, None
+        self.sent += 1
+        return True, np.full((48, 64, 3), self.sent, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_a_failed_camera_read_is_retried_and_a_silent_camera_ends(monkeypatch):
+    """Issue 26.8: one failed cap.read() ended a camera session."""
+    import mask_od.sources as sources
+
+    cap = FlakyCapture(6, fail_at=(3, 4))
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: cap)
+    assert len(list(sources.iter_frames(0, max_frames=6, timeout_s=2.0))) == 6  # two bad reads in a row, then on
+    silent = FlakyCapture(100, fail_forever_after=2)
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: silent)
+    assert len(list(sources.iter_frames(0, timeout_s=0.3))) == 2 and silent.reads > 3  # retried, then ended
+
+
+def test_a_camera_recording_plays_at_the_processing_rate(monkeypatch, tmp_path):
+    """Issue 26.8: a camera recording was written at 30 fps whatever the processing rate (10 processed FPS played 3x
+    too fast). A detector taking 0.1 s a frame processes ~10 FPS or fewer: the video says so, within the measurement."""
+    import cv2
+
+    import mask_od.sources as sources
+
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: FlakyCapture(14))
+    s = run_live(FakeDetector(delay_s=0.1), 0, display="none", output_video=tmp_path / "cam.mp4", drop_frames=False)
+    cap = cv2.VideoCapture(str(tmp_path / "cam.mp4"))
+    fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert s.frames == 14 and count == 14  # the frames held while measuring are all written
+    assert 1.0 <= fps <= 10.5, fps  # at most 1 / 0.1 s (a loaded machine processes fewer); never 30
