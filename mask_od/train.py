@@ -132,6 +132,52 @@ def check_resume(config: Config, run_dir: Path, label_map: dict) -> None:
 
 
 def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
+    """The strategy first (``MultiWorkerMirroredStrategy`` must start before any other TensorFlow op), then the run; a
+    worker other than the chief trains in a scratch copy of the run directory, removed at the end."""
+    import shutil
+
+    if config.strategy == "multi_worker" and config.time_budget_min:
+        raise TrainingError("strategy=multi_worker: every worker must run the same steps, and their clocks differ; set "
+                            "steps instead of time_budget_min")
+    strategy = build_strategy(config.strategy)
+    scratch = None if is_chief(strategy) else _worker_scratch(config)
+    try:
+        return _train_with(dataclasses.replace(config, output_dir=str(scratch)) if scratch else config, strategy, progress,
+                           on_eval, mixed)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def is_chief(strategy) -> bool:
+    """True unless ``strategy`` is multi-worker and this process is not its chief (task ``chief``, else ``worker`` 0):
+    only the chief writes the run directory; the others write the same files to a scratch folder, as all workers must
+    take part in saving a checkpoint."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def _worker_scratch(config: Config) -> Path:
+    """A scratch folder for a non-chief worker holding what a resume reads from the run directory (a shared disk, or a
+    copy on each machine): checkpoints, best, plan, config and label map."""
+    import shutil
+    import tempfile
+
+    run_dir, scratch = Path(config.output_dir), Path(tempfile.mkdtemp(prefix="mask_od-worker-"))
+    for name in ("checkpoints", "best"):
+        if (run_dir / name).is_dir():
+            shutil.copytree(run_dir / name, scratch / name)
+    for name in ("plan.json", "config.yaml", "label_map.pbtxt"):
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, scratch / name)
+    return scratch
+
+
+def _train_with(config: Config, strategy, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
     import tensorflow as tf
     import tf_keras
 
@@ -148,7 +194,6 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
     write_bytes_atomic(run_dir / "label_map.pbtxt", Path(config.label_map).read_bytes(), overwrite=True)
-    strategy = build_strategy(config.strategy)
     if progress and config.strategy == "default" and not _has_gpu():
         print("no GPU found: training on the CPU", flush=True)
     if config.strategy != "default" or mixed:
@@ -273,6 +318,9 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
     optimizer.iterations.assign(step)  # tf_keras evaluates the schedule at optimizer.iterations: count global steps
     batch = config.batch_size * strategy.num_replicas_in_sync
     data = build_train_dataset(stage_cfg, batch_size=batch, anchors=anchors)
+    options = tf.data.Options()  # every worker reads all records and keeps its part of each global batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = data.with_options(options)
     if int(step.numpy()) == 0 and not config.init_checkpoint and not detector_init:
         warm_start_batch_norm(model, next(iter(data))[0][: config.batch_size])
     train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed,
@@ -400,7 +448,7 @@ class _Clock:
             self.measured_from = (now, s, self.evaluator.seconds)
         elif self.measured_from and (s - self.measured_from[1]) % 10 == 0 and plan.budget_minutes:
             t, s0, ev0 = self.measured_from
-            sps = (now - t - (self.evaluator.seconds - ev0)) / (s - s0)
+            sps = max((now - t - (self.evaluator.seconds - ev0)) / (s - s0), 1e-6)
             plan.seconds_per_step[si:] = [sps * relative_step_cost(x.image_size, stages[si].image_size) for x in stages[si:]]
             if si == len(stages) - 1 and plan.spent_seconds + plan.eval_seconds >= plan.budget_minutes * 60:
                 plan.steps[si] = done  # out of time: this was the last step; the final evaluation follows
