@@ -53,8 +53,9 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
 
 
 def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Iterator[np.ndarray]:
-    """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends; a camera or stream whose read fails is read again
-    until it answers, and ends when it has given no frame for ``timeout_s`` (a video file ends at its first failed read).
+    """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends; a camera whose read fails is read again until it
+    answers, and ends when it has given no frame for ``timeout_s`` (a video file or stream ends at its first failed
+    read: FFmpeg already waits ``timeout_s`` for a stream's next packet).
 
     ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL (a
     video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. Raises :class:`SourceError`
@@ -87,15 +88,15 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
     if isinstance(source, (int, str)):
         import time
 
-        live, cap = is_live(source), _open_capture(source, timeout_s)
+        camera, cap = isinstance(source, int), _open_capture(source, timeout_s)
         try:
             last_frame = time.monotonic()
             while max_frames is None or count < max_frames:
                 ok, frame = cap.read()
                 if not ok or frame is None:
-                    if not live or time.monotonic() - last_frame > timeout_s:
+                    if not camera or time.monotonic() - last_frame > timeout_s:
                         return
-                    time.sleep(0.02)  # one dropped USB frame or a network hiccup: read again
+                    time.sleep(0.02)  # one dropped USB frame: read again
                     continue
                 last_frame = time.monotonic()
                 count += 1

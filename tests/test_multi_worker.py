@@ -66,7 +66,7 @@ def test_two_workers_on_localhost_train_like_one_process_with_two_replicas(tiny_
                 w.kill()
     for w, out in zip(workers, outs):
         assert w.returncode == 0, out[-3000:]
-        assert "MultiWorkerMirroredStrategy: 2 replica(s), global batch 4" in out, out[-3000:]
+        assert "CollectiveAllReduceStrategy: 2 replica(s), global batch 4" in out, out[-3000:]  # MultiWorkerMirroredStrategy
     assert reference.returncode == 0 and "STEP 3" in reference.stdout, reference.stderr[-3000:]
     # only the chief wrote the run: one checkpoint of step 3, its config and log; no worker folder left behind
     run = tmp_path / "multi"
