@@ -56,6 +56,7 @@ class Config:
     keep_checkpoints: int
     eval_every: int
     log_every: int
+    auto_intervals: bool
     seed: int
     strategy: str
     mixed_precision: bool

@@ -19,6 +19,8 @@ from mask_od.detections import Detections
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, replace_path, temp_sibling
 from mask_od.sources import Source, is_live, iter_frames
 
+RATE_FRAMES = 10  # a camera or stream recording is written at the processing rate measured over its first frames
+
 
 @dataclasses.dataclass
 class FrameResult:
@@ -243,7 +245,9 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     none); see :func:`mask_od.display.open_view`. An output that is the source or the model file (or a folder holding
     one) is refused before anything starts, whatever ``overwrite`` says. A camera that is missing raises
     ``SourceError`` at once; one that dies midway ends the run, and the video and log keep what was recorded. Both are
-    written under temporary names and renamed at the end."""
+    written under temporary names and renamed at the end. ``output_fps``: the video's frame rate; by default a video
+    file's own, for a camera or stream the processing rate measured over its first ``RATE_FRAMES`` frames (a
+    recording plays at the speed it was seen), else 30."""
     import cv2
 
     from mask_od.display import open_view
@@ -263,6 +267,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     cap = getattr(detector, "max_detections", None)
     message, t0, t_print = "source ended", time.perf_counter(), time.perf_counter()
     writer = view = None
+    pending: list[tuple[float, np.ndarray]] = []  # live source: (time, frame) held until the processing rate is known
     log = open(tmp[Path(log_path)], "w") if log_path else None
     try:
         view = open_view(display)
@@ -272,9 +277,12 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
                 if output_video is not None:
                     bgr = cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR)
                     if writer is None:
-                        fps_out = output_fps or _source_fps(source) or 30.0
-                        writer = VideoSink(tmp[Path(output_video)], fps_out, (bgr.shape[1], bgr.shape[0]))
-                    writer.write(bgr)
+                        fps_out = output_fps or _source_fps(source) or (None if is_live(source) else 30.0)
+                        pending.append((time.perf_counter(), bgr))
+                        if fps_out is not None or len(pending) >= RATE_FRAMES:
+                            writer = _open_sink(tmp[Path(output_video)], fps_out, pending)
+                    else:
+                        writer.write(bgr)
                 counts = r.detections.counts()
                 capped += bool(cap) and len(r.detections) >= cap
                 for k, v in counts.items():
@@ -303,6 +311,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
 
             raise SourceError(f"{describe_source(source) if not isinstance(source, (str, Path)) else source}: no frame "
                               "could be read (an empty video, or a codec OpenCV's FFmpeg lacks); nothing was written")
+        if writer is None and pending:  # a live session shorter than RATE_FRAMES frames
+            writer = _open_sink(tmp[Path(output_video)], None, pending)
         if writer is not None:
             writer.release()
             writer = None
@@ -330,6 +340,20 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
                        message, str(output_video) if output_video is not None and n else None,
                        str(log_path) if log_path is not None else None, view.kind if view is not None else "none")
+
+
+def _open_sink(path: Path, fps: float | None, pending: list[tuple[float, np.ndarray]]) -> VideoSink:
+    """A :class:`VideoSink` at ``fps``, or (None) at the rate the ``pending`` (time, BGR frame) pairs were processed,
+    so a live recording plays at the speed it was seen (30 fps for a single frame); writes and empties ``pending``."""
+    if fps is None:
+        span = pending[-1][0] - pending[0][0]
+        fps = (len(pending) - 1) / span if len(pending) > 1 and span > 0 else 30.0
+    h, w = pending[0][1].shape[:2]
+    sink = VideoSink(path, fps, (w, h))
+    for _, frame in pending:
+        sink.write(frame)
+    pending.clear()
+    return sink
 
 
 def _source_fps(source: Source) -> float | None:

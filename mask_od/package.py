@@ -34,7 +34,7 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
     import tensorflow as tf
 
     from mask_od.export import export_model
-    from mask_od.runs import load_trained_model, require_run_dir
+    from mask_od.runs import load_trained_model, require_run_dir, weights_checkpoint
 
     run_dir, out_dir = require_run_dir(run_dir), Path(out_dir)
     if out_dir.exists():
@@ -62,7 +62,7 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
                 shutil.move(export / name, tmp / name)
             shutil.rmtree(export)
         plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
-        steps = int(tf.train.load_variable(tf.train.latest_checkpoint(str(run_dir / "checkpoints")), "step/.ATTRIBUTES/VARIABLE_VALUE"))
+        steps = int(tf.train.load_variable(weights_checkpoint(run_dir), "step/.ATTRIBUTES/VARIABLE_VALUE"))  # the packaged weights
         info = {"backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
                 "stages": config.stages, "tflite_image_size": image_size if tflite else None,
                 "classes": {str(k): v for k, v in label_map.items()}, "steps": steps,

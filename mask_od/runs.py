@@ -48,11 +48,20 @@ def require_run_dir(run_dir: Path | str) -> Path:
     return run_dir
 
 
+def weights_checkpoint(run_dir: Path, which: str = "best") -> str:
+    """The checkpoint prefix a run's trained model is read from: the newest in ``best/`` (``which="best"``), else the
+    latest in ``checkpoints/``. Raises :class:`RunError` when there is none."""
+    import tensorflow as tf
+
+    path = (tf.train.latest_checkpoint(str(run_dir / "best")) if which == "best" else None) or tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if not path:
+        raise RunError(f"{run_dir}: no checkpoint found in best/ or checkpoints/")
+    return path
+
+
 def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int | None = None):
     """(model, config, label_map) of a run directory, weights from ``best`` (falls back to the latest checkpoint).
     ``image_size`` runs the same weights at another input size (the network is fully convolutional)."""
-    import tensorflow as tf
-
     from mask_od.config import build_config
     from mask_od.model import build_model
 
@@ -62,10 +71,7 @@ def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int
         config = dataclasses.replace(config, image_size=image_size)
     label_map = read_label_map(run_dir / "label_map.pbtxt")
     model = build_model(config, num_classes(label_map), load_pretrained=False)
-    path = (tf.train.latest_checkpoint(str(run_dir / "best")) if which == "best" else None) or tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if not path:
-        raise RunError(f"{run_dir}: no checkpoint found in best/ or checkpoints/")
-    restore_weights(model, path)
+    restore_weights(model, weights_checkpoint(run_dir, which))
     return model, config, label_map
 
 

@@ -64,9 +64,13 @@ def fit_steps(seconds_left: float, stages: Sequence[Stage], seconds_per_step: Se
     so that the steps left fill ``seconds_left - overhead_seconds`` and each stage's whole time stays proportional to
     its share: with ``X`` seconds per unit of share, stage ``k`` runs ``share_k * X / seconds_per_step_k`` steps and
     ``sum(share) * X - done * sps_0 = seconds left``. A current stage that already used its share ends after one
-    more step and the later stages split what is left; each later stage keeps at least one step."""
+    more step and the later stages split what is left; each later stage keeps at least one step. Raises ValueError
+    unless ``seconds_per_step`` holds one measured value > 0 per stage."""
+    if len(seconds_per_step) != len(stages) or not all(x > 0 for x in seconds_per_step):
+        raise ValueError(f"fit_steps needs a measured seconds-per-step > 0 for each of the {len(stages)} stage(s), got "
+                         f"{list(seconds_per_step)}: measure speed first (a plan without one stays open-ended)")
     budget = max(0.0, seconds_left - overhead_seconds)
-    sps = [max(x, 1e-6) for x in seconds_per_step]
+    sps = list(seconds_per_step)
     x = (budget + done_in_current * sps[0]) / (sum(s.share for s in stages) or 1.0)
     out = [int(s.share * x / t) for s, t in zip(stages, sps)]
     if out[0] <= done_in_current:  # the current stage has used its share: it ends now, later stages split the rest
@@ -88,7 +92,8 @@ class Plan:
     """What a run will do, saved as ``plan.json`` in the run directory and read back on resume.
 
     ``steps[i]`` is the number of steps of stage ``i``; ``spent_seconds`` the training time used so far (all sessions);
-    ``seconds_per_step[i]`` the latest measured (or, before its stage ran, estimated) cost of a step of stage ``i``."""
+    ``seconds_per_step[i]`` the latest measured (or, before its stage ran, estimated) cost of a step of stage ``i``;
+    ``trained_stages`` how many leading stages a resumed run finished before (kept as trained, never re-planned)."""
 
     stages: list[Stage]
     steps: list[int]
@@ -97,10 +102,16 @@ class Plan:
     seconds_per_step: list[float] = dataclasses.field(default_factory=list)
     eval_seconds: float = 0.0
     setup_seconds: float = 0.0
+    trained_stages: int = 0
 
     @property
     def total_steps(self) -> int:
         return sum(self.steps)
+
+    def measured(self, from_stage: int = 0) -> bool:
+        """A speed (seconds per step > 0) is known for stage ``from_stage`` and later: they can be fitted to a budget."""
+        sps = self.seconds_per_step
+        return len(sps) == len(self.stages) and all(x > 0 for x in sps[from_stage:])
 
     def stage_at(self, step: int) -> int:
         """Index of the stage that global step ``step`` (0-based, the next one to run) belongs to."""
@@ -115,8 +126,12 @@ class Plan:
         return sum(self.steps[:index])
 
     def describe(self) -> str:
-        if self.budget_minutes and not any(self.seconds_per_step):  # provisional: no speed measured yet
-            sizes = ", then ".join(f"{s.share:.0%} at {s.image_size} (lr {s.learning_rate:g})" for s in self.stages)
+        if self.budget_minutes and not self.measured(self.trained_stages):  # provisional: no speed measured yet
+            k = self.trained_stages
+            done = [f"{n:,} steps at {s.image_size} (lr {s.learning_rate:g}) trained" for s, n in zip(self.stages[:k], self.steps)]
+            rest = sum(s.share for s in self.stages[k:]) or 1.0
+            sizes = ", then ".join(done + [f"{s.share / rest:.0%} of the rest at {s.image_size} (lr {s.learning_rate:g})" if k else
+                                           f"{s.share:.0%} at {s.image_size} (lr {s.learning_rate:g})" for s in self.stages[k:]])
             return f"{self.budget_minutes:g} min: {sizes}; steps planned from the speed measured in the warm-up"
         return format_plan(self.stages, self.steps, self.budget_minutes or None)
 
@@ -137,13 +152,61 @@ class Plan:
 
     def refit(self, stage_index: int, done_in_stage: int, evals_left: int, builds_left: int) -> None:
         """Re-fit the steps of stage ``stage_index`` (``done_in_stage`` steps done) and the later stages to the budget
-        left, from the measured seconds per step, evaluation and model-build times. No-op without a budget."""
-        if not self.budget_minutes:
+        left, from the measured seconds per step, evaluation and model-build times. No-op without a budget, or with no
+        speed measured yet (the plan stays open-ended until the trainer measures one)."""
+        if not self.budget_minutes or not self.measured(stage_index):
             return
         left = self.budget_minutes * 60 - self.spent_seconds
         overhead = evals_left * self.eval_seconds + builds_left * self.setup_seconds
         new = fit_steps(left, self.stages[stage_index:], self.seconds_per_step[stage_index:], overhead, done_in_stage)
         self.steps[stage_index:] = new
+
+
+def resume_plan(old: Plan | None, stages: Sequence[Stage], steps: int, budget_minutes: float, step: int) -> Plan:
+    """The plan of a run resumed at global step ``step`` with the current ``steps`` and ``budget_minutes``, given the
+    plan it saved (``old``; None or other stages: a new plan). The stages it finished keep the steps they were trained
+    with; the stage it is in (``done`` of its steps run) and the later ones are re-planned from where the run is:
+
+    - without a budget: ``steps`` in all, the part left split by the shares of those stages (a current stage already
+      past its share ends now); ``steps <= step``: nothing is left (the current stage ends at ``step``, later ones get 0);
+    - with the budget the run had: its steps and measured speeds as saved (re-fitted while it trains);
+    - with another budget (or one the run had not): the budget counts all sessions (``spent_seconds``); with measured
+      speeds the steps are left to the caller to re-fit (:meth:`Plan.refit`); without, the part left is open-ended
+      until the trainer measures the speed. A budget already spent leaves nothing to train."""
+    fresh = initial_plan(stages, steps, budget_minutes)
+    if old is None or step <= 0 or list(old.stages) != list(stages):
+        return fresh
+    si = old.stage_at(step)
+    done = step - old.stage_start(si)
+    kept, rest = list(old.steps[:si]), list(stages[si:])
+    plan = Plan(list(stages), [], budget_minutes, old.spent_seconds, [], old.eval_seconds, old.setup_seconds, si)
+    budget_left = budget_minutes * 60 - old.spent_seconds
+    if not budget_minutes:
+        left = steps - sum(kept)
+        if steps <= step:
+            new = [done] + [0] * (len(rest) - 1)
+        else:
+            new = split_steps(left, _renormalized(rest))
+            if new[0] < done:
+                new = [done] + (split_steps(left - done, _renormalized(rest[1:])) if len(rest) > 1 else [])
+        plan.steps = kept + new
+    elif budget_minutes == old.budget_minutes and old.measured(si):
+        plan.steps, plan.seconds_per_step = list(old.steps), list(old.seconds_per_step)
+    elif budget_left <= 0:
+        plan.steps = kept + [done] + [0] * (len(rest) - 1)
+        plan.seconds_per_step = list(old.seconds_per_step) if old.measured(si) else [0.0] * len(stages)
+    elif old.measured(si):
+        plan.steps, plan.seconds_per_step = kept + [done] + [1] * (len(rest) - 1), list(old.seconds_per_step)
+    else:
+        open_ended = split_steps(OPEN_ENDED_STEPS, _renormalized(rest))
+        plan.steps = kept + [done + open_ended[0]] + open_ended[1:]
+        plan.seconds_per_step = [0.0] * len(stages)
+    return plan
+
+
+def _renormalized(stages: Sequence[Stage]) -> list[Stage]:
+    total = sum(s.share for s in stages) or 1.0
+    return [dataclasses.replace(s, share=s.share / total) for s in stages]
 
 
 def initial_plan(stages: Sequence[Stage], steps: int, budget_minutes: float) -> Plan:
@@ -155,10 +218,18 @@ def initial_plan(stages: Sequence[Stage], steps: int, budget_minutes: float) -> 
     return Plan(list(stages), split_steps(OPEN_ENDED_STEPS, stages), budget_minutes, seconds_per_step=[0.0] * len(stages))
 
 
+def plan_intervals(total_steps: int) -> dict[str, int]:
+    """Evaluation, checkpoint and log intervals and warm-up for a plan of ``total_steps``: every third, sixth and
+    fifteenth of it, warm-up a fifth (at most 100 steps); each >= 1 (warm-up >= 0)."""
+    return {"eval_every": max(total_steps // 3, 1), "checkpoint_every": max(total_steps // 6, 1),
+            "log_every": max(total_steps // 15, 1), "warmup_steps": min(100, total_steps // 5)}
+
+
 def make_stage_schedule(peak: float, warmup_steps: int, start_step, total_steps, alpha: float = 0.01):
     """A tf_keras learning-rate schedule for one stage: linear warmup from ``peak / 10`` over ``warmup_steps`` steps
-    (at most a fifth of the stage), then cosine decay to ``alpha * peak`` at the stage's end. ``start_step`` and ``total_steps`` are ``tf.Variable``s
-    so a re-fitted plan changes the schedule without retracing. tf_keras calls it with ``optimizer.iterations``,
+    (at most a fifth of the stage), then cosine decay to ``alpha * peak`` at the stage's end. ``start_step``,
+    ``total_steps`` (and ``warmup_steps``, an int or one) are ``tf.Variable``s so a re-fitted plan changes the schedule
+    without retracing. tf_keras calls it with ``optimizer.iterations``,
     which must therefore count global steps (the trainer sets it at each stage start); before ``start_step`` the
     rate is held at the warmup's first value, never negative."""
     import tensorflow as tf
@@ -168,13 +239,13 @@ def make_stage_schedule(peak: float, warmup_steps: int, start_step, total_steps,
         def __call__(self, step):
             s = tf.maximum(tf.cast(step, tf.float32) - tf.cast(start_step, tf.float32), 0.0)
             n = tf.maximum(tf.cast(total_steps, tf.float32), 1.0)
-            w = tf.minimum(float(max(0, warmup_steps)), tf.floor(n / 5.0))
+            w = tf.minimum(tf.maximum(tf.cast(warmup_steps, tf.float32), 0.0), tf.floor(n / 5.0))
             warm = peak * (0.1 + 0.9 * s / tf.maximum(w, 1.0))
             progress = tf.clip_by_value((s - w) / tf.maximum(n - w, 1.0), 0.0, 1.0)
             cosine = peak * (alpha + (1 - alpha) * 0.5 * (1 + tf.cos(math.pi * progress)))
             return tf.where(s < w, warm, cosine)
 
         def get_config(self):
-            return {"peak": peak, "warmup_steps": warmup_steps}
+            return {"peak": peak, "warmup_steps": int(warmup_steps if isinstance(warmup_steps, int) else warmup_steps.numpy())}
 
     return StageSchedule()

@@ -18,6 +18,11 @@ class SourceError(MaskODError, RuntimeError):
     """A frame source cannot be opened; the message says which and what to try."""
 
 
+def is_live(source: Source) -> bool:
+    """A camera index (int or digit string) or a stream URL: frames arrive in real time, may be dropped or fail."""
+    return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
+
+
 def describe_source(source: Source) -> str:
     if isinstance(source, (int, str, Path)):
         return f"camera {source}" if isinstance(source, int) or str(source).isdigit() else str(source)
@@ -53,7 +58,9 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
 
 
 def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Iterator[np.ndarray]:
-    """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends (a camera that stops answering ends it too).
+    """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends; a camera whose read fails is read again until it
+    answers, and ends when it has given no frame for ``timeout_s`` (a video file or stream ends at its first failed
+    read: FFmpeg already waits ``timeout_s`` for a stream's next packet).
 
     ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL (a
     video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. A folder's other files and
@@ -90,12 +97,19 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             raise SourceError(f"{path}: no such video file or folder")
         source = str(path)
     if isinstance(source, (int, str)):
-        cap = _open_capture(source, timeout_s)
+        import time
+
+        camera, cap = isinstance(source, int), _open_capture(source, timeout_s)
         try:
+            last_frame = time.monotonic()
             while max_frames is None or count < max_frames:
                 ok, frame = cap.read()
                 if not ok or frame is None:
-                    return
+                    if not camera or time.monotonic() - last_frame > timeout_s:
+                        return
+                    time.sleep(0.02)  # one dropped USB frame: read again
+                    continue
+                last_frame = time.monotonic()
                 count += 1
                 yield frame
         finally:

@@ -147,6 +147,52 @@ def check_resume(config: Config, run_dir: Path, label_map: dict, train_identity:
 
 
 def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
+    """The strategy first (``MultiWorkerMirroredStrategy`` must start before any other TensorFlow op), then the run; a
+    worker other than the chief trains in a scratch copy of the run directory, removed at the end."""
+    import shutil
+
+    if config.strategy == "multi_worker" and config.time_budget_min:
+        raise TrainingError("strategy=multi_worker: every worker must run the same steps, and their clocks differ; set "
+                            "steps instead of time_budget_min")
+    strategy = build_strategy(config.strategy)
+    scratch = None if is_chief(strategy) else _worker_scratch(config)
+    try:
+        return _train_with(dataclasses.replace(config, output_dir=str(scratch)) if scratch else config, strategy, progress,
+                           on_eval, mixed)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def is_chief(strategy) -> bool:
+    """True unless ``strategy`` is multi-worker and this process is not its chief (task ``chief``, else ``worker`` 0):
+    only the chief writes the run directory; the others write the same files to a scratch folder, as all workers must
+    take part in saving a checkpoint."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def _worker_scratch(config: Config) -> Path:
+    """A scratch folder for a non-chief worker holding what a resume reads from the run directory (a shared disk, or a
+    copy on each machine): checkpoints, best, plan, config and label map."""
+    import shutil
+    import tempfile
+
+    run_dir, scratch = Path(config.output_dir), Path(tempfile.mkdtemp(prefix="mask_od-worker-"))
+    for name in ("checkpoints", "best"):
+        if (run_dir / name).is_dir():
+            shutil.copytree(run_dir / name, scratch / name)
+    for name in ("plan.json", "config.yaml", "label_map.pbtxt"):
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, scratch / name)
+    return scratch
+
+
+def _train_with(config: Config, strategy, progress: bool, on_eval: Callable[[dict], None] | None, mixed: bool) -> TrainResult:
     import tensorflow as tf
     import tf_keras
 
@@ -171,24 +217,25 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
     write_bytes_atomic(run_dir / DATA_FILE, json.dumps(identity, indent=1).encode(), overwrite=True)
     config.save(run_dir / "config.yaml")
     write_bytes_atomic(run_dir / "label_map.pbtxt", Path(config.label_map).read_bytes(), overwrite=True)
-    strategy = build_strategy(config.strategy)
     if progress and config.strategy == "default" and not _has_gpu():
         print("no GPU found: training on the CPU", flush=True)
     if config.strategy != "default" or mixed:
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s), global batch "
               f"{config.batch_size * strategy.num_replicas_in_sync}" + ("; mixed_float16 with loss scaling" if mixed else ""), flush=True)
     stages = parse_stages(config.stages, config.image_size, config.learning_rate)
-    plan = _load_plan(config, stages, run_dir)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    plan = _load_plan(config, stages, run_dir, _checkpoint_step(latest) if latest else 0)
+    config = plan_config(config, plan)  # auto_intervals: evaluation, checkpoint, log and warm-up steps from the plan
     loggers = [JsonlLogger(run_dir, config.log_every), TensorBoardLogger(run_dir, config.log_every)]
     loggers += [ConsoleLogger(config.log_every)] if progress else []
     evaluator = EvaluateAndKeepBest(config, label_map, label_map_classes(label_map), plan, loggers, on_eval)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    clock = _Clock(plan, config, config.batch_size * strategy.num_replicas_in_sync)
+    clock = _Clock(plan, config, config.batch_size * strategy.num_replicas_in_sync, loggers)
     parts = None
     with _StopOnCtrlC():
         for si in range(plan.stage_at(_checkpoint_step(latest)) if latest else 0, len(stages)):
-            parts = _build_stage(config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None,
+            clock.building()  # a stage's cost starts with its model build, which later stages pay again
+            parts = _build_stage(clock.config, stages, si, plan, strategy, step, label_map, mixed, fresh=latest is None,
                                  class_weights=class_weights)
             if parts.restored and clock.session_step0 is None:
                 print(f"resumed from {parts.restored} at step {int(step.numpy())}", flush=True)
@@ -205,20 +252,33 @@ def _train(config: Config, progress: bool, on_eval: Callable[[dict], None] | Non
                        best if best >= 0 else None, evaluator.history, clock.ips)
 
 
-def _load_plan(config: Config, stages, run_dir: Path):
-    """The plan of a new run, or of a resumed one: time spent and measured speeds kept; with a budget, its steps too."""
-    from mask_od.schedule import Plan, initial_plan
+def _load_plan(config: Config, stages, run_dir: Path, step: int):
+    """The plan of a new run, or of one resumed at global ``step`` (:func:`mask_od.schedule.resume_plan`: finished
+    stages kept as trained, the rest re-planned from ``step`` for the current ``steps`` / ``time_budget_min``, re-fitted
+    at once when the budget changed and speeds were measured). A resumed plan is printed and saved before training."""
+    from mask_od.schedule import Plan, resume_plan
 
-    plan = initial_plan(stages, config.steps, config.time_budget_min)
-    if (run_dir / "plan.json").exists() and (run_dir / "checkpoints" / "checkpoint").is_file():
+    old = None
+    if step and (run_dir / "plan.json").is_file():
         old = Plan.from_json((run_dir / "plan.json").read_text())
-        plan.spent_seconds, plan.eval_seconds, plan.setup_seconds = old.spent_seconds, old.eval_seconds, old.setup_seconds
-        if config.time_budget_min:
-            plan.steps, plan.seconds_per_step = old.steps, old.seconds_per_step
+    plan = resume_plan(old, stages, config.steps, config.time_budget_min, step)
     if plan.budget_minutes and not plan.eval_seconds and config.val_records:
         from mask_od.input_pipeline import record_classes
 
         plan.eval_seconds = len(record_classes(config.val_records)) * 0.05 + 5.0  # until the first evaluation is timed
+    if old is None:
+        return plan
+    si = plan.stage_at(step)
+    if plan.budget_minutes != old.budget_minutes and plan.measured(si) and plan.budget_minutes * 60 > plan.spent_seconds:
+        refit_with_evaluations(plan, config, si, step - plan.stage_start(si), step)
+    spent = f" ({plan.spent_seconds / 60:.1f} min spent)" if plan.budget_minutes else ""
+    if plan.total_steps <= step:
+        why = (f"time_budget_min={plan.budget_minutes:g} used{spent}" if plan.budget_minutes else f"steps={config.steps}")
+        print(f"nothing to train: the run is at step {step} and {why}; raise "
+              f"{'time_budget_min' if plan.budget_minutes else 'steps'} to train on", flush=True)
+    else:
+        print(f"resuming at step {step}{spent}; plan: {plan.describe()}", flush=True)
+    plan.save(run_dir / "plan.json")
     return plan
 
 
@@ -228,6 +288,7 @@ class _StageParts:
     optimizer: object
     lr: object
     total_steps: object  # tf.Variable: the stage's planned steps, re-fitted under a time budget
+    warmup: object  # tf.Variable: its warm-up steps (follow the re-fitted plan with auto_intervals)
     manager: object
     train_step: Callable
     batches: object  # iterator over (images, labels) of the stage's size
@@ -258,7 +319,8 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
         model = build_model(stage_cfg, num_classes, load_pretrained=fresh and si == 0 and not config.init_checkpoint, anchors=anchors)
         start = tf.Variable(plan.stage_start(si), dtype=tf.int64, trainable=False)
         total = tf.Variable(plan.steps[si], dtype=tf.int64, trainable=False)
-        lr = make_stage_schedule(stage.learning_rate, config.warmup_steps, start, total)
+        warmup = tf.Variable(config.warmup_steps, dtype=tf.int64, trainable=False)
+        lr = make_stage_schedule(stage.learning_rate, warmup, start, total)
         optimizer = tf_keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
         if mixed:
             optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -279,11 +341,14 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
     optimizer.iterations.assign(step)  # tf_keras evaluates the schedule at optimizer.iterations: count global steps
     batch = config.batch_size * strategy.num_replicas_in_sync
     data = build_train_dataset(stage_cfg, batch_size=batch, anchors=anchors)
+    options = tf.data.Options()  # every worker reads all records and keeps its part of each global batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = data.with_options(options)
     if int(step.numpy()) == 0 and not config.init_checkpoint and not detector_init:
         warm_start_batch_norm(model, next(iter(data))[0][: config.batch_size])
     train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed,
                                   class_weights)
-    return _StageParts(model, optimizer, lr, total, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),
+    return _StageParts(model, optimizer, lr, total, warmup, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),
                        restored, strategy)
 
 
@@ -309,7 +374,7 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             if not math.isfinite(losses["total"]):
                 raise TrainingError(f"loss is {losses['total']} at step {s}: lower learning_rate (now {stage.learning_rate}) "
                                     "or raise warmup_steps; check the TFRecords for empty or inverted boxes")
-            clock.tick(s, parts.total_steps, stages)
+            clock.tick(s, parts, stages)
             last = s >= end()
             info = clock.info(s, last) | {"lr": float(parts.lr(step)), "image_size": stage.image_size, "model": parts.model,
                                           "evaluate": bool(config.val_records) and (s in clock.evals or (last and si == len(stages) - 1)),
@@ -317,7 +382,7 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             if clock.first_of_session(s):
                 local = lambda x: parts.strategy.experimental_local_results(x)[0]  # noqa: E731 - first replica's images
                 info["batch"] = (local(images), tf.nest.map_structure(local, labels))
-            if s % config.checkpoint_every == 0 or last:
+            if s % clock.config.checkpoint_every == 0 or last:
                 parts.manager.save(checkpoint_number=s)
                 plan.save(run_dir / "plan.json")
             for cb in callbacks:
@@ -372,14 +437,19 @@ class _Clock:
     seconds per step measured every 10 steps (evaluations left out), images per second, ETA; with a time budget it
     re-fits the plan from those measurements and ends the last stage when only the final evaluation still fits."""
 
-    def __init__(self, plan, config: Config, global_batch: int):
-        self.plan, self.config, self.batch = plan, config, global_batch
+    def __init__(self, plan, config: Config, global_batch: int, loggers=()):
+        self.plan, self.config, self.batch, self.loggers = plan, config, global_batch, loggers
         self.t0, self.spent0 = time.perf_counter(), plan.spent_seconds
-        self.session_step0 = None
+        self.session_step0 = self.build_t0 = None
         self.ips, self.evals = 0.0, _eval_steps(config, plan)
 
+    def building(self) -> None:
+        """A stage's model, data and checkpoint restore are being built now: its start-up cost counts from here."""
+        self.build_t0 = time.perf_counter()
+
     def start_stage(self, si: int, step: int, evaluator) -> None:
-        self.si, self.stage_t0, self.stage_step0, self.evaluator = si, time.perf_counter(), step, evaluator
+        t0 = self.build_t0 if self.build_t0 is not None else time.perf_counter()
+        self.si, self.stage_t0, self.stage_step0, self.evaluator, self.build_t0 = si, t0, step, evaluator, None
         self.session_step0 = step if self.session_step0 is None else self.session_step0
         self.measured_from = None
         self.window = (time.perf_counter(), step)
@@ -390,18 +460,18 @@ class _Clock:
     def stop(self) -> None:
         self.plan.spent_seconds = self.spent0 + (time.perf_counter() - self.t0)
 
-    def tick(self, s: int, total_var, stages) -> None:
+    def tick(self, s: int, parts: _StageParts, stages) -> None:
         from mask_od.schedule import relative_step_cost
 
         now, plan, si = time.perf_counter(), self.plan, self.si
         plan.spent_seconds = self.spent0 + (now - self.t0)
         done = s - plan.stage_start(si)
-        if s - self.stage_step0 == 3:  # model build, tracing and the first steps: the cost of starting a stage
+        if s - self.stage_step0 == 3:  # model build, data, restore, tracing and the first steps: the cost of a stage start
             plan.setup_seconds = now - self.stage_t0
             self.measured_from = (now, s, self.evaluator.seconds)
         elif self.measured_from and (s - self.measured_from[1]) % 10 == 0 and plan.budget_minutes:
             t, s0, ev0 = self.measured_from
-            sps = (now - t - (self.evaluator.seconds - ev0)) / (s - s0)
+            sps = max((now - t - (self.evaluator.seconds - ev0)) / (s - s0), 1e-6)
             plan.seconds_per_step[si:] = [sps * relative_step_cost(x.image_size, stages[si].image_size) for x in stages[si:]]
             if si == len(stages) - 1 and plan.spent_seconds + plan.eval_seconds >= plan.budget_minutes * 60:
                 plan.steps[si] = done  # out of time: this was the last step; the final evaluation follows
@@ -410,7 +480,12 @@ class _Clock:
                 refit_with_evaluations(plan, self.config, si, done, s)
                 if s - s0 == 10:
                     print(f"plan from measured speed ({sps:.2f} s/step at {stages[si].image_size}px): {plan.describe()}", flush=True)
-            total_var.assign(plan.steps[si])
+            parts.total_steps.assign(plan.steps[si])
+            if self.config.auto_intervals:
+                self.config = plan_config(self.config, plan)
+                parts.warmup.assign(self.config.warmup_steps)
+                for cb in self.loggers:
+                    cb.every = self.config.log_every
             self.evals = _eval_steps(self.config, plan)
         if s % self.config.log_every == 0:
             t, s0 = self.window
@@ -456,10 +531,20 @@ def refit_with_evaluations(plan, config: Config, si: int, done: int, step: int) 
     evals_left = 1
     for _ in range(8):
         plan.refit(si, done, evals_left, len(plan.steps) - si - 1)
-        now = max(1, len([e for e in _eval_steps(config, plan) if e > step]))
+        now = max(1, len([e for e in _eval_steps(plan_config(config, plan), plan) if e > step]))
         if now == evals_left:
             return
         evals_left = now
+
+
+def plan_config(config: Config, plan) -> Config:
+    """``config`` with ``eval_every``, ``checkpoint_every``, ``log_every`` and ``warmup_steps`` derived from ``plan``'s
+    total steps (:func:`mask_od.schedule.plan_intervals`) when ``auto_intervals`` is set; else ``config`` itself."""
+    if not config.auto_intervals:
+        return config
+    from mask_od.schedule import plan_intervals
+
+    return dataclasses.replace(config, **plan_intervals(plan.total_steps))
 
 
 def _eval_steps(config: Config, plan) -> list[int]:

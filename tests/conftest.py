@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +91,34 @@ def tiny_records(tmp_path_factory):
             "four": str(root / "four.record"), "root": root}
 
 
+class NoImageNetWeights(UserWarning):
+    """A tiny run that starts from the ImageNet backbone on the developers' and CI machines starts from random weights
+    here, because ../shared lacks the weights file: said in the test's warnings and in the report header."""
+
+
+def pytest_report_header(config):
+    if not WEIGHTS.is_file():
+        return (f"{WEIGHTS} is absent: tiny training runs start from random weights (pretrained=none) instead of the "
+                "ImageNet backbone; each such test warns NoImageNetWeights")
+    return None
+
+
+def tiny_pretrained() -> str:
+    """The ImageNet weights file of ../shared, else ``"none"`` with a :class:`NoImageNetWeights` warning (never quietly)."""
+    if WEIGHTS.is_file():
+        return str(WEIGHTS)
+    warnings.warn(NoImageNetWeights(f"{WEIGHTS} is absent: this tiny run starts from random weights (pretrained=none), "
+                                    "not from the ImageNet backbone it starts from where ../shared exists"), stacklevel=3)
+    return "none"
+
+
 def tiny_config(rec, out, **kw):
-    """A 128 px run on the tiny records, a few dozen steps; ``kw`` overrides."""
+    """A 128 px run on the tiny records, a few dozen steps; ``kw`` overrides. Without ``pretrained`` in ``kw`` it starts
+    from ../shared's ImageNet weights, or (absent) from random weights with a :class:`NoImageNetWeights` warning."""
     from mask_od.config import build_config
 
     base = dict(train_records=rec["train_records"], val_records=rec["val_records"], label_map=rec["label_map"], image_size=128,
-                batch_size=4, pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "none", steps=60, warmup_steps=5,
+                batch_size=4, pretrained=kw.pop("pretrained", None) or tiny_pretrained(), steps=60, warmup_steps=5,
                 learning_rate=0.04, anchor_size=2.0, log_every=5, checkpoint_every=20, eval_every=0, output_dir=str(out), aug_color=False)
     base.update(kw)
     return build_config(**base)

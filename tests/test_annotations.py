@@ -83,7 +83,7 @@ def test_entity_attacks_refused_fast(tmp_path, text):
     t = time.perf_counter()
     with pytest.raises(AnnotationError, match="entities") as e:
         parse_voc_xml(xml)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 20.0  # refused before expansion (expanding would take minutes and gigabytes)
     assert "evil.xml" in str(e.value)
     assert "root:" not in str(e.value)  # /etc/passwd never read
 

@@ -48,3 +48,19 @@ def test_class_weights_are_parsed_and_bad_ones_refused():
     for bad in ("a", "a:0", "a:-1", "a:nan", "a:inf", ":2", "a:2,a:3", "a:two"):
         with pytest.raises(ConfigError, match="class_weights"):
             build_config(class_weights=bad)
+
+
+def test_tiny_runs_say_when_they_lose_the_imagenet_start(tmp_path, monkeypatch):
+    """Issue 26.9: conftest switched ``pretrained`` to none without a word when ../shared lacked the weights."""
+    import conftest
+
+    rec = {"train_records": "t.record", "val_records": "", "label_map": "l.pbtxt"}
+    monkeypatch.setattr(conftest, "WEIGHTS", tmp_path / "absent.h5")
+    with pytest.warns(conftest.NoImageNetWeights, match="absent.h5 is absent: this tiny run starts from random weights"):
+        assert conftest.tiny_config(rec, tmp_path / "run").pretrained == "none"
+    assert "absent.h5 is absent" in conftest.pytest_report_header(None)
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"h5")
+    monkeypatch.setattr(conftest, "WEIGHTS", weights)
+    assert conftest.tiny_config(rec, tmp_path / "run").pretrained == str(weights)  # present: used, no warning
+    assert conftest.tiny_config(rec, tmp_path / "run", pretrained="none").pretrained == "none"  # asked for: no warning

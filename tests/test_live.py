@@ -69,7 +69,7 @@ def test_missing_camera_is_a_clear_error_not_a_hang():
     t = time.perf_counter()
     with pytest.raises(SourceError, match="camera 9"):
         run_live(FakeDetector(), 9, display="none")
-    assert time.perf_counter() - t < 1.5
+    assert time.perf_counter() - t < 20.0  # not a hang (a loaded 2-core machine may take seconds to probe the camera)
 
 
 def test_window_without_display_does_not_abort(capsys, monkeypatch):
@@ -175,25 +175,29 @@ def test_grabber_without_dropping_delivers_every_frame():
 
 
 def test_alert_runs_off_the_loop_with_cooldown():
-    started, release = threading.Event(), threading.Event()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
     msgs = []
 
     def slow_alert(msg):
         msgs.append(msg)
         started.set()
-        release.wait(2)
+        release.wait(30)
+        finished.set()
 
     hook = AlertHook(slow_alert, classes=["without_mask"], cooldown_s=10)
     bare = Detections(np.zeros((1, 4), np.float32), np.array([2]), np.array([0.9], np.float32), ["without_mask"])
     masked = Detections(np.zeros((1, 4), np.float32), np.array([1]), np.array([0.9], np.float32), ["with_mask"])
-    t = time.perf_counter()
     assert hook(bare, now=100.0) is True
-    assert time.perf_counter() - t < 0.1  # did not wait for the slow callback
-    assert started.wait(1)
+    assert not finished.is_set()  # returned while the callback still waits for release: it did not wait for it
+    assert started.wait(10)
     assert hook(bare, now=105.0) is False  # cooldown
     assert hook(masked, now=200.0) is False  # not an alert class
     release.set()
-    time.sleep(0.05)
+    assert finished.wait(10)
+    for _ in range(1000):  # the worker clears its busy flag right after the callback returns
+        if not hook._busy.is_set():
+            break
+        time.sleep(0.01)
     assert hook(bare, now=200.0) is True and hook.count == 2
     assert "without_mask" in msgs[0]
 
@@ -274,7 +278,7 @@ def test_silent_stream_fails_within_the_timeout_not_a_hang(http_streams):
     t = time.perf_counter()
     with pytest.raises(SourceError, match=r"/silent: the stream could not be opened within 1 s"):
         next(iter_frames(f"{http_streams}/silent", timeout_s=1))
-    assert time.perf_counter() - t < 5
+    assert time.perf_counter() - t < 20  # not a hang (FFmpeg alone would wait for minutes); generous on a loaded machine
 
 
 def test_video_sink_keeps_every_frame_in_order_and_names_a_bad_path(tmp_path):
@@ -293,3 +297,48 @@ def test_video_sink_keeps_every_frame_in_order_and_names_a_bad_path(tmp_path):
     assert len(means) == 20 and all(a < b for a, b in zip(means, means[1:]))
     with pytest.raises(OSError, match="no_such_dir"):
         VideoSink(tmp_path / "no_such_dir" / "v.mp4", 10, (64, 48))
+
+
+class FlakyCapture:
+    """A cv2.VideoCapture stand-in for a camera: ``n`` frames, and reads that fail at the listed read numbers."""
+
+    def __init__(self, n: int, fail_at=(), fail_forever_after: int | None = None):
+        self.n, self.fail_at, self.after, self.reads, self.sent = n, set(fail_at), fail_forever_after, 0, 0
+
+    def read(self):
+        self.reads += 1
+        if self.reads in self.fail_at or (self.after is not None and self.sent >= self.after) or self.sent >= self.n:
+            return False, None
+        self.sent += 1
+        return True, np.full((48, 64, 3), self.sent, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_a_failed_camera_read_is_retried_and_a_silent_camera_ends(monkeypatch):
+    """Issue 26.8: one failed cap.read() ended a camera session."""
+    import mask_od.sources as sources
+
+    cap = FlakyCapture(6, fail_at=(3, 4))
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: cap)
+    assert len(list(sources.iter_frames(0, max_frames=6, timeout_s=2.0))) == 6  # two bad reads in a row, then on
+    silent = FlakyCapture(100, fail_forever_after=2)
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: silent)
+    assert len(list(sources.iter_frames(0, timeout_s=0.3))) == 2 and silent.reads > 3  # retried, then ended
+
+
+def test_a_camera_recording_plays_at_the_processing_rate(monkeypatch, tmp_path):
+    """Issue 26.8: a camera recording was written at 30 fps whatever the processing rate (10 processed FPS played 3x
+    too fast). A detector taking 0.1 s a frame processes ~10 FPS or fewer: the video says so, within the measurement."""
+    import cv2
+
+    import mask_od.sources as sources
+
+    monkeypatch.setattr(sources, "_open_capture", lambda source, timeout_s: FlakyCapture(14))
+    s = run_live(FakeDetector(delay_s=0.1), 0, display="none", output_video=tmp_path / "cam.mp4", drop_frames=False)
+    cap = cv2.VideoCapture(str(tmp_path / "cam.mp4"))
+    fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert s.frames == 14 and count == 14  # the frames held while measuring are all written
+    assert 1.0 <= fps <= 10.5, fps  # at most 1 / 0.1 s (a loaded machine processes fewer); never 30

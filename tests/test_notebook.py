@@ -62,3 +62,27 @@ def test_notebook_runs_top_to_bottom(tmp_path):
         assert "saved 8 picture(s)" in p.stdout and "pre-labels from the shipped face-mask model" in p.stdout
         assert "saved the pre-labels of 8 pictures" in p.stdout and "8 labelled, 0 without labels" in p.stdout
         assert "generated demo data" not in p.stdout and not (ws / "images" / "demo").exists()
+
+
+def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path):
+    """Issue 26.7: with TIME_BUDGET_MIN the cell derived eval_every, checkpoint_every, log_every and warm-up from the
+    ignored STEPS: a 60-minute budget with STEPS = 300 evaluated every 100 steps (20+ COCO evaluations in the hour)."""
+    import types
+
+    from mask_od.schedule import Plan, parse_stages
+    from mask_od.train import _eval_steps, plan_config
+
+    cells = code_cells()
+    params, cell = "".join(cells[0]["source"]), next("".join(c["source"]) for c in cells if "build_config(" in "".join(c["source"]))
+    env: dict = {}
+    exec(params, env)  # noqa: S102 - the notebook's own parameters cell
+    env.update(TIME_BUDGET_MIN=60.0, STEPS=300, STAGES="320:0.6,512:0.4", ws=tmp_path,
+               data=types.SimpleNamespace(train_records="t.record", test_records="v.record", label_map=tmp_path / "l.pbtxt"))
+    exec(cell.replace("print(config.to_yaml())", ""), env)  # noqa: S102 - the config cell, as the notebook runs it
+    config = env["config"]
+    stages = list(parse_stages(config.stages, config.image_size, config.learning_rate))
+    fitted = Plan(stages, [1500, 300], 60.0, seconds_per_step=[1.0, 6.5])  # what the warm-up measured in the hour
+    run = plan_config(config, fitted)
+    assert (run.eval_every, run.checkpoint_every, run.log_every, run.warmup_steps) == (600, 300, 120, 100)
+    assert _eval_steps(run, fitted) == [600, 1200, 1500, 1800]  # not every 100 steps
+    assert plan_config(config, Plan(stages, [180, 120], 0.0)).eval_every == 100  # without a budget: STEPS' third, as before

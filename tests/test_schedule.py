@@ -1,5 +1,7 @@
 """The training plan: stages, step budgets fitted to a time budget, the per-stage learning-rate schedule."""
 
+import dataclasses
+
 import pytest
 
 from mask_od.config import ConfigError, build_config
@@ -15,7 +17,7 @@ def test_stages_parse_and_are_validated():
             parse_stages(bad, 320, 0.03)
 
 
-def test_config_takes_the_last_stage_size_or_a_larger_run_size_and_refuses_a_smaller_one():
+def test_config_takes_the_last_stage_size_or_a_larger_run_size_and_refuses_a_smaller_one(tmp_path):
     c = build_config(stages="320:0.7:0.03,640:0.3:0.01")
     assert c.image_size == 640
     with pytest.raises(ConfigError, match="last stage"):
@@ -23,7 +25,8 @@ def test_config_takes_the_last_stage_size_or_a_larger_run_size_and_refuses_a_sma
     assert build_config(stages="320:0.6,512:0.4", image_size=640).image_size == 640  # train at 512, run at 640
     with pytest.raises(ConfigError, match="stages"):
         build_config(stages="320:0.7")
-    assert build_config(c.to_yaml() and dict(stages=c.stages, image_size=640)).image_size == 640  # a saved config reloads
+    for saved in (c, build_config(stages="320:0.6,512:0.4", image_size=640)):  # a saved config reloads as it was
+        assert build_config(saved.save(tmp_path / "config.yaml")) == saved
 
 
 def test_split_steps_by_share():
@@ -92,3 +95,61 @@ def test_budget_refit_counts_the_evaluations_of_the_fitted_plan_not_of_the_open_
     cost = plan.spent_seconds - 10 * 1.0 + sum(n * t for n, t in zip(plan.steps, plan.seconds_per_step)) + len(evals) * 12.0
     assert 0.97 * 3600 <= cost <= 3600 + 12.0  # the budget is used, evaluations included (not 14 steps and 1000 evaluations)
     assert plan.steps[0] > 1500 and len(evals) == len(range(100, plan.total_steps + 1, 100)) + 2  # every 100, the stage end, the last step
+
+
+STAGED = "96:0.5:0.01,128:0.5:0.01"
+
+
+def test_resume_keeps_the_finished_stages_and_replans_the_rest_for_new_steps():
+    """Issue 26.1: a 4-step staged run (2 at 96, 2 at 128) resumed with steps=8, then 16, planned 4+4 and 8+8 while
+    it trained at 128 from step 5 on; the plan now says what happens."""
+    from mask_od.schedule import resume_plan
+
+    stages = parse_stages(STAGED, 128, 0.01)
+    first = initial_plan(stages, 4, 0.0)
+    assert first.steps == [2, 2]
+    second = resume_plan(first, stages, 8, 0.0, step=4)
+    assert second.steps == [2, 6] and second.trained_stages == 1
+    assert second.describe() == "2 steps at 96 (lr 0.01), then 6 steps at 128 (lr 0.01)"
+    assert resume_plan(second, stages, 16, 0.0, step=8).steps == [2, 14]
+    assert resume_plan(first, stages, 8, 0.0, step=1).steps == [4, 4]  # interrupted in stage 1: both re-planned
+    assert resume_plan(initial_plan(stages, 8, 0.0), stages, 4, 0.0, step=3).steps == [3, 1]  # stage 1 past its share: ends now
+    assert resume_plan(initial_plan(stages, 8, 0.0), stages, 5, 0.0, step=6).steps == [4, 2]  # steps below the run: nothing left
+    assert resume_plan(first, stages, 4, 0.0, step=4) == dataclasses.replace(first, trained_stages=1)  # unchanged: same plan
+
+
+def test_budget_on_resume_of_a_run_without_one_is_planned_not_ignored():
+    """Issue 26.2: a run without a budget resumed with time_budget_min kept its finished plan and trained nothing;
+    ``Plan.refit`` / ``fit_steps`` on a plan without measured speeds raised IndexError."""
+    from mask_od.schedule import OPEN_ENDED_STEPS, resume_plan
+
+    stages = parse_stages(STAGED, 128, 0.01)
+    done = dataclasses.replace(initial_plan(stages, 4, 0.0), spent_seconds=45.0)
+    plan = resume_plan(done, stages, 4, 3.0, step=4)
+    assert plan.steps[0] == 2 and plan.steps[1] > OPEN_ENDED_STEPS // 2  # stage 1 kept; stage 2 runs until measured
+    assert plan.describe() == ("3 min: 2 steps at 96 (lr 0.01) trained, then 100% of the rest at 128 (lr 0.01); steps "
+                               "planned from the speed measured in the warm-up")
+    assert plan.spent_seconds == 45.0  # the budget counts every session of the run
+    unmeasured = Plan(list(stages), [2, 2], 3.0, 45.0, seconds_per_step=[])
+    unmeasured.refit(1, 2, evals_left=1, builds_left=0)  # no speed: stays as it is, no IndexError
+    assert unmeasured.steps == [2, 2]
+    with pytest.raises(ValueError, match="measured seconds-per-step"):
+        fit_steps(60, stages, [])
+    spent = resume_plan(done, stages, 4, 0.5, step=4)  # 0.5 min < 45 s already spent: nothing left
+    assert spent.total_steps == 4
+
+
+def test_a_larger_budget_on_a_finished_budgeted_run_refits_the_rest(tmp_path):
+    """Issue 26.2, the budgeted case: a finished 100-s run (50 steps at 1 s, 12 at 4 s) resumed with 3 minutes gets
+    the 80 s left as more steps of its last stage (80 / 4 = 20); the plan is printed and saved before training."""
+    from mask_od.train import _load_plan
+
+    stages = parse_stages("320:0.5:0.03,640:0.5:0.01", 640, 0.03)
+    old = Plan(list(stages), [50, 12], 100 / 60, spent_seconds=100.0, seconds_per_step=[1.0, 4.0])
+    (tmp_path / "plan.json").write_text(old.to_json())
+    config = build_config(stages="320:0.5:0.03,640:0.5:0.01", time_budget_min=3.0, val_records="", output_dir=str(tmp_path))
+    plan = _load_plan(config, stages, tmp_path, step=62)
+    assert plan.steps == [50, 32]
+    assert Plan.from_json((tmp_path / "plan.json").read_text()).steps == [50, 32]
+    less = _load_plan(config.replace(time_budget_min=1.0), stages, tmp_path, step=62)  # 60 s < 100 s spent
+    assert less.total_steps == 62

@@ -249,3 +249,22 @@ def test_package_script(trained_run, tmp_path):
     assert (out / "manifest.json").read_text() == manifest
     r = subprocess.run([sys.executable, script, str(tmp_path / "nothing"), str(tmp_path / "pkg2")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "error:" in r.stdout and "nothing: not a run directory" in r.stdout
+
+
+@pytest.mark.slow
+def test_model_card_counts_the_steps_of_the_packaged_best_weights(trained_run, tmp_path):
+    """Issue 26.6: the card's step count came from the latest checkpoint while the weights come from best/."""
+    import tensorflow as tf
+
+    from mask_od.package import package_model
+
+    _, cfg = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(cfg.output_dir, run)
+    best = int(json.loads((run / "best" / "best.json").read_text())["step"])
+    # a later checkpoint (training went on after the best evaluation): only its step counter matters here
+    tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(best + 50, dtype=tf.int64)), str(run / "checkpoints"),
+                               max_to_keep=10).save(checkpoint_number=best + 50)
+    manifest = package_model(run, tmp_path / "pkg", tflite=False, card="# tiny\n")
+    assert manifest["steps"] == best
+    assert f"{best:,} steps" in (tmp_path / "pkg" / "README.md").read_text()
