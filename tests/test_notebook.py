@@ -76,8 +76,14 @@ def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path)
     params, cell = "".join(cells[0]["source"]), next("".join(c["source"]) for c in cells if "build_config(" in "".join(c["source"]))
     env: dict = {}
     exec(params, env)  # noqa: S102 - the notebook's own parameters cell
+    from mask_od.label_map import write_label_map
+
+    for name in ("t.record", "v.record"):  # the cell's free_run_dir reads the training records and the label map
+        (tmp_path / name).write_bytes(b"")
+    write_label_map({1: "with_mask", 2: "without_mask"}, tmp_path / "l.pbtxt")
     env.update(TIME_BUDGET_MIN=60.0, STEPS=300, STAGES="320:0.6,512:0.4", ws=tmp_path,
-               data=types.SimpleNamespace(train_records="t.record", test_records="v.record", label_map=tmp_path / "l.pbtxt"))
+               data=types.SimpleNamespace(train_records=str(tmp_path / "t.record"), test_records=str(tmp_path / "v.record"),
+                                          label_map=tmp_path / "l.pbtxt"))
     exec(cell.replace("print(config.to_yaml())", ""), env)  # noqa: S102 - the config cell, as the notebook runs it
     config = env["config"]
     stages = list(parse_stages(config.stages, config.image_size, config.learning_rate))
