@@ -168,6 +168,7 @@ def test_parity_failures_names_each_file_at_the_checks_allowance():
     ok = {"images": 30, "min_score": 0.3, "pairs": 40, "found": 40, "ref_shown": 41, "kept": 40, "other_shown": 40,
           "score_shift": 0.001, "score_spread": 0.02, "box_iou": 0.95, "box_shift": [0.0, 0.001], "box_shift_se": [0.002, 0.002],
           "detections_per_class": {"with_mask": 50, "without_mask": 9}, "ref_detections_per_class": {"with_mask": 50, "without_mask": 10},
+          "ref_shown_per_class": {"with_mask": 40, "without_mask": 1},
           "map50_drop": 0.03, "map50_drop_ci95": [0.015, 0.06]}
     check = {"max_map50_drop": 0.01, "float32": ok, "int8": dict(ok, score_shift=-0.2)}
     problems = parity_failures(check, ["float32", "int8"])
@@ -176,5 +177,6 @@ def test_parity_failures_names_each_file_at_the_checks_allowance():
     assert problems[1].startswith("model_int8.tflite scores are shifted by -0.200") and "mAP@0.5" in problems[2]
     assert parity_failures(dict(check, max_map50_drop=0.02), ["float32"]) == []  # the lower bound 1.5 is within 2 points
     empty = dict(ok, pairs=0, found=0, ref_shown=0, kept=0, other_shown=0, score_shift=None, box_iou=None,
-                 box_shift=None, box_shift_se=None, ref_detections_per_class={"with_mask": 0}, map50_drop_ci95=[0.0, 0.0])
+                 box_shift=None, box_shift_se=None, ref_detections_per_class={"with_mask": 0},
+                 ref_shown_per_class={"with_mask": 0}, map50_drop_ci95=[0.0, 0.0])
     assert parity_failures({"max_map50_drop": 0.01, "x": empty}, ["x"]) == []  # nothing to compare is no failure
