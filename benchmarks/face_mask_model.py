@@ -68,9 +68,7 @@ def ship(minutes: float, overrides: dict) -> None:
 
 def pfv(p_minutes: float, f_minutes: float, f_images: int, overrides: dict) -> None:
     from mask_od.annotations import parse_voc_dir
-    from mask_od.config import build_config
     from mask_od.split import split_annotations
-    from mask_od.train import train
 
     out = RESULTS / "pfv"
     ws = out / "workspace"
@@ -94,18 +92,8 @@ def pfv(p_minutes: float, f_minutes: float, f_images: int, overrides: dict) -> N
         m = evaluate_model(model, cfg, lm_p, rec["V"], out_dir=out / f"P_alone_eval_{size}")
         summary[f"P_alone_{size}"] = {"mAP50": m["mAP50"], "AP50_per_class": {k: v["AP50"] for k, v in m["per_class"].items()}}
         print(f"P alone at {size} on V:", json.dumps(summary[f"P_alone_{size}"]), flush=True)
-    for name, init in (("imagenet", _backbone_weights()), ("face_mask_P", str(p_model))):
-        run = out / f"F_from_{name}"
-        # a user's fine-tune: the package defaults (320, one stage) with the time budget; scored on V at the end
-        config = build_config(None, train_records=rec["F"], val_records=rec["V"], label_map=str(lm), output_dir=str(run),
-                              pretrained=init, time_budget_min=f_minutes, eval_every=0, **overrides)
-        result = train(config)
-        last = result.history[-1]
-        summary[f"F_from_{name}"] = {"steps": result.step, "mAP50": last["mAP50"], "mAP": last.get("mAP"),
-                                     "AP50_per_class": last["per_class_AP50"]}
-        print(name, json.dumps(summary[f"F_from_{name}"]), flush=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    runs = (("imagenet", _backbone_weights(), lm, rec), ("face_mask_P", str(p_model), lm, rec))
+    _fine_tune_on_f(out, runs, f_minutes, overrides, summary)
 
 
 def _p_model(out: Path, rec_p: str, lm: Path, p_minutes: float) -> tuple[Path, Path]:
@@ -128,12 +116,10 @@ def _p_model(out: Path, rec_p: str, lm: Path, p_minutes: float) -> tuple[Path, P
 
 def pfv2(p_minutes: float, f_minutes: float, f_images: int, overrides: dict) -> None:
     from mask_od.annotations import parse_voc_dir
-    from mask_od.config import build_config
     from mask_od.evaluate import evaluate_model
     from mask_od.label_map import write_label_map
     from mask_od.runs import load_trained_model
     from mask_od.split import split_annotations
-    from mask_od.train import train
 
     shared, out = RESULTS / "pfv", RESULTS / "pfv2"
     (shared / "workspace").mkdir(parents=True, exist_ok=True)
@@ -168,6 +154,15 @@ def pfv2(p_minutes: float, f_minutes: float, f_images: int, overrides: dict) -> 
     print("P alone at 320 on V:", json.dumps(summary["P_alone_320"]), flush=True)
     runs = (("face_mask_P_mapped", str(p_model), lm2, rec), ("face_mask_P_reinitialised", str(p_model), lm_other, rec_other),
             ("imagenet", _backbone_weights(), lm2, rec))
+    _fine_tune_on_f(out, runs, f_minutes, overrides, summary)
+
+
+def _fine_tune_on_f(out: Path, runs, f_minutes: float, overrides: dict, summary: dict) -> None:
+    """A user's fine-tune per (name, start, label map, records {F, V}): the package defaults (320, one stage) with the
+    time budget on F, scored on V at the end; the figures go into ``summary`` and ``out/summary.json``."""
+    from mask_od.config import build_config
+    from mask_od.train import train
+
     for name, init, lm, records in runs:
         run = out / f"F_from_{name}"
         config = build_config(None, train_records=records["F"], val_records=records["V"], label_map=str(lm),

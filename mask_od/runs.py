@@ -169,6 +169,7 @@ def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
     base = Path(run_dir)
     ident = records_identity(config.train_records)
     lm = read_label_map(config.label_map)
+    first_diff = ""  # what differs in run_dir itself, said when a later name is taken
     for k in range(1, 1000):
         cand = base if k == 1 else base.with_name(f"{base.name}-{k}")
         diff = resume_differences(config, cand, ident, unknown_differs=True)

@@ -19,7 +19,8 @@ class SourceError(MaskODError, RuntimeError):
 
 
 def is_live(source: Source) -> bool:
-    """A camera index (int or digit string) or a stream URL: frames arrive in real time, may be dropped or fail."""
+    """A camera index (int or digit string) or a stream URL: frames arrive in real time (stale ones may be dropped)
+    or fail; not a file, folder or iterator."""
     return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
 
 
@@ -27,11 +28,6 @@ def describe_source(source: Source) -> str:
     if isinstance(source, (int, str, Path)):
         return f"camera {source}" if isinstance(source, int) or str(source).isdigit() else str(source)
     return type(source).__name__
-
-
-def is_live(source: Source) -> bool:
-    """A camera or a stream URL (frames come in real time: stale ones are dropped), not a file, folder or iterator."""
-    return isinstance(source, int) or (isinstance(source, str) and (source.isdigit() or "://" in source))
 
 
 def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):

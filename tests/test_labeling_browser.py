@@ -78,6 +78,18 @@ class DevTools:
         return r[0], r[1]
 
 
+def open_chromium(exe: str, profile: Path, window_size: str):
+    """Headless Chromium with a new profile (no background networking: this machine has no internet), and DevTools
+    on its first page. Returns (process, DevTools); the caller kills the process."""
+    chrome = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                               "--disable-component-update", "--disable-sync", f"--window-size={window_size}", f"--user-data-dir={profile}",
+                               "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dt_port = wait_for(lambda: (profile / "DevToolsActivePort").read_text().split()[0], 30, "Chromium's DevTools port")
+    pages = wait_for(lambda: [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{dt_port}/json", timeout=2))
+                              if t["type"] == "page"], 30, "a Chromium page")
+    return chrome, DevTools(pages[0]["webSocketDebuggerUrl"])
+
+
 def test_draw_a_box_pick_a_class_and_save_in_jupyterlab(tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not exe:
@@ -107,13 +119,7 @@ def test_draw_a_box_pick_a_class_and_save_in_jupyterlab(tmp_path):
     try:
         wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2).status == 200,
                  90, "the Jupyter server")
-        chrome = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                                   "--disable-component-update", "--disable-sync", "--window-size=1280,1100", f"--user-data-dir={profile}",
-                                   "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        dt_port = wait_for(lambda: (profile / "DevToolsActivePort").read_text().split()[0], 30, "Chromium's DevTools port")
-        pages = wait_for(lambda: [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{dt_port}/json", timeout=2))
-                                  if t["type"] == "page"], 30, "a Chromium page")
-        dev = DevTools(pages[0]["webSocketDebuggerUrl"])
+        chrome, dev = open_chromium(exe, profile, "1280,1100")
         dev.call("Page.navigate", url=f"http://127.0.0.1:{port}/lab/tree/label.ipynb?token={token}")
         wait_for(lambda: dev.js("!!(window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell'))"), 120, "JupyterLab and the notebook")
         time.sleep(2)  # the notebook panel becomes the current widget; a run waits for its kernel by itself

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, need_shared
-from test_labeling_browser import DevTools, free_port, wait_for
+from test_labeling_browser import free_port, open_chromium, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,7 @@ def test_page_shows_live_frames_and_counts_and_ctrl_c_finishes_the_files(tmp_pat
     profile, chrome = tmp_path / "chrome", None
     try:
         wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).status == 200, 60, "the monitor")
-        chrome = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                                   "--disable-component-update", "--disable-sync", "--window-size=1280,800", f"--user-data-dir={profile}",
-                                   "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        dt_port = wait_for(lambda: (profile / "DevToolsActivePort").read_text().split()[0], 30, "Chromium's DevTools port")
-        pages = wait_for(lambda: [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{dt_port}/json", timeout=2))
-                                  if t["type"] == "page"], 30, "a Chromium page")
-        dev = DevTools(pages[0]["webSocketDebuggerUrl"])
+        chrome, dev = open_chromium(exe, profile, "1280,800")
         dev.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
         wait_for(lambda: dev.js("window.monitor && window.monitor.updates > 0"), 30, "the first update over SSE")
         first = wait_for(lambda: dev.js(CHECKSUM_JS), 30, "the live image")
