@@ -105,12 +105,13 @@ def _lands_on(out: Path, inp: Path) -> str:
 
 
 def refuse_outputs_on_inputs(outputs: Mapping[str, Path | str | None], inputs: Iterable[tuple[str, Path | str | None]],
-                             replaces: bool = True) -> None:
+                             replaces: bool = True, inside: bool = False) -> None:
     """Raise :class:`OutputOnInputError`, naming both, when an output path (``{what: path}``, None skipped) is one of
     ``inputs`` (``(what, path)`` pairs: a video, image folder, model, records, label map, image), the same file under
     another name (symlink, hard link), or (``replaces``: the output is replaced as a whole, not written into) a folder
-    holding one; or when two outputs are the same path. Checked before anything is written, whatever ``overwrite``
-    says: an output replaces its path, and an input must never be lost."""
+    holding one; with ``inside``, also when it lies inside an input folder (a folder of images being read: the output
+    would replace a picture there, or be read as one); or when two outputs are the same path. Checked before anything
+    is written, whatever ``overwrite`` says: an output replaces its path, and an input must never be lost."""
     outs = [(w, Path(p)) for w, p in outputs.items() if p is not None and str(p) != ""]
     ins = [(w, Path(p)) for w, p in inputs if p is not None and str(p) != ""]
     for k, (what, out) in enumerate(outs):
@@ -120,6 +121,9 @@ def refuse_outputs_on_inputs(outputs: Mapping[str, Path | str | None], inputs: I
                                          "give them different paths")
         for src, inp in ins:
             how = _lands_on(out, inp)
+            if inside and not how and inp.is_dir() and Path(os.path.realpath(inp)) in Path(os.path.realpath(out)).parents:
+                raise OutputOnInputError(f"{what} {out} lies inside the {src} {inp}, which is being read: refusing to write "
+                                         "there, with or without --overwrite; choose a path outside it")
             if how == "is" or (how and replaces):
                 relation = "is" if how == "is" else "is a folder holding"
                 raise OutputOnInputError(f"{what} {out} {relation} the {src} {inp}: refusing to write over an input, with "

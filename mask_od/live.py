@@ -255,7 +255,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
 
     path_source = isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source)
     refuse_outputs_on_inputs({"output video": output_video, "log": log_path},
-                             [("source", source if path_source else None), ("model", getattr(detector, "path", None))])
+                             [("source", source if path_source else None), ("model", getattr(detector, "path", None))],
+                             inside=True)
     outputs = [Path(p) for p in (output_video, log_path) if p is not None]
     for p in outputs:
         refuse_existing(p, overwrite, file=True)

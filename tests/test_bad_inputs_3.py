@@ -262,6 +262,8 @@ def test_5_other_outputs_that_would_land_on_live_inputs(tmp_path):
         (clip, dict(output_video=model), "is the model"),
         (clip, dict(output_video=tmp_path / "o.mp4", log_path=tmp_path / "o.mp4"), "are the same path"),
         (clip, dict(output_video=other), "is a folder"),  # an unrelated folder is never replaced by a video
+        (frames, dict(output_video=frames / "0.jpg"), "lies inside the source"),  # a picture of the folder being read
+        (frames, dict(output_video=tmp_path / "o.mp4", log_path=frames / "new.jpg"), "lies inside the source"),
     ]
     for source, outs, words in cases:
         with pytest.raises(MaskODError, match=re.escape(words)):
@@ -373,3 +375,28 @@ def test_7_records_without_class_text_and_classes_without_ground_truth_are_named
     m = {k: 0.5 for k in ("mAP", "mAP50", "mAP75", "AR100")}
     m["per_class"] = {"with_mask": {"AP50": 0.7}, "mask_weared_incorrect": {"AP50": None}}
     assert "1 class(es) not scored, no ground truth box in these images: mask_weared_incorrect" in format_metrics(m)
+
+
+def test_5_monitor_outputs_onto_its_sources_are_refused_before_it_starts(tmp_path):
+    """scripts/serve.py's event log onto its source video, its recording folder holding the source (source0.mp4), or
+    a recording inside an image-folder source: refused by validate_config, whatever --overwrite says."""
+    from mask_od.errors import MaskODError
+    from mask_od.monitor import ServeConfig
+    from mask_od.serve import validate_config
+    from mask_od.synthetic import make_synthetic_video
+
+    user = tmp_path / "user"
+    clip = make_synthetic_video(user / "clip.mp4", num_frames=4, size=(160, 96))
+    rec = user / "rec"
+    own = make_synthetic_video(rec / "source0.mp4", num_frames=4, size=(160, 96))
+    frames = user / "frames"
+    frames.mkdir()
+    write_jpeg(frames / "0.jpg")
+    before = tree_digest(user)
+    for cfg, words in ((ServeConfig(sources=[str(clip)], event_log=str(clip), overwrite=True), "is the source"),
+                       (ServeConfig(sources=[str(own)], record_dir=str(rec), overwrite=True), "is the source"),
+                       (ServeConfig(sources=[str(frames)], record_dir=str(frames), overwrite=True), "lies inside the source")):
+        with pytest.raises(MaskODError, match=re.escape(words)):
+            validate_config(cfg)
+    assert tree_digest(user) == before
+    validate_config(ServeConfig(sources=[str(clip)], event_log=str(tmp_path / "events.jsonl")))  # a fine one passes
