@@ -36,11 +36,16 @@ def capture_images(
 ) -> CaptureResult:
     """Save ``num_images`` frames per label to ``out_dir/<label>/<label>.<uuid>.jpg``, waiting ``interval_s`` between
     shots (time to change pose). Existing files are never replaced. If the source dies midway, what was saved is kept
-    and ``ended_early`` is set; a source that cannot be opened raises ``SourceError`` at once."""
+    and ``ended_early`` is set; a source that cannot be opened raises ``SourceError`` at once. From a video file (a
+    webcam's stand-in) the shots are ``interval_s`` of video time apart, or with ``interval_s`` 0 spread evenly over
+    the video, not consecutive frames."""
     import cv2
 
     out_dir = Path(out_dir)
     saved: dict[str, list[Path]] = {label: [] for label in labels}
+    skip = _frames_between_shots(source, interval_s, len(labels) * num_images)
+    if skip is not None:  # a file's time is its frames, not the wall clock
+        sleep = lambda seconds: None  # noqa: E731
     frames = iter_frames(source)
     try:
         for label in labels:
@@ -57,8 +62,31 @@ def capture_images(
                 saved[label].append(path)
                 if on_saved:
                     on_saved(label, path)
+                for _ in range(skip or 0):
+                    next(frames, None)
                 if interval_s > 0:
                     sleep(interval_s)
     finally:
         frames.close()
     return CaptureResult(saved, False, f"saved {sum(len(v) for v in saved.values())} picture(s)")
+
+
+def _frames_between_shots(source: Source, interval_s: float, shots: int) -> int | None:
+    """Frames to pass over between two shots from a video file (``interval_s`` of its time, or with 0 the video
+    spread over ``shots``); None for cameras, streams, folders and iterators (their shots wait on the clock)."""
+    import cv2
+
+    from mask_od.annotations import is_image_file
+
+    if not isinstance(source, (str, Path)) or str(source).isdigit() or "://" in str(source):
+        return None
+    path = Path(source)
+    if not path.is_file() or is_image_file(path):
+        return None
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps, count = cap.get(cv2.CAP_PROP_FPS) or 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    step = round(interval_s * fps) if interval_s > 0 else (count // max(shots, 1) if count > 0 else 1)
+    return max(step, 1) - 1

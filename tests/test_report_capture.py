@@ -63,3 +63,23 @@ def test_capture_from_shared_video(tmp_path):
     assert r.total == 4
     img = cv2.imread(str(r.saved["with_mask"][0]))
     assert img.shape == (768, 1366, 3)
+
+
+def test_capture_from_a_video_file_takes_shots_apart_not_consecutive_frames(tmp_path):
+    """A video standing in for the webcam: shots are interval_s of video time apart (or spread over the video with
+    interval_s 0), without waiting on the clock; consecutive frames gave near-duplicate pictures."""
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "webcam.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(40):  # frame i is a flat grey of 6 * i
+        w.write(np.full((48, 64, 3), 6 * i, np.uint8))
+    w.release()
+    for interval, expected in ((0.0, [0, 10, 20, 30]), (1.0, [0, 10, 20, 30]), (0.5, [0, 5, 10, 15])):
+        t = time.perf_counter()
+        r = capture_images(["with_mask", "without_mask"], 2, interval, video, tmp_path / str(interval))
+        assert time.perf_counter() - t < 10  # no sleeping on a file
+        shots = r.saved["with_mask"] + r.saved["without_mask"]
+        levels = [float(cv2.imread(str(p)).mean()) for p in shots]
+        assert np.allclose(levels, [6 * i for i in expected], atol=4), (interval, levels)
