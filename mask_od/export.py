@@ -307,6 +307,8 @@ def export_model(
             report["metadata"] = export_metadata(tmp, [f"model_{v}.tflite" for v in tflite], label_map, metadata)
         except MetadataError as e:
             raise ExportError(f"TFLite Metadata: {e}") from None
+        for v in tflite:  # the files as written, metadata included
+            report["variants"][v]["bytes"] = (tmp / f"model_{v}.tflite").stat().st_size
         if check and tflite:
             report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop)
         elif tflite:

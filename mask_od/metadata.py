@@ -9,6 +9,7 @@ every export; ``mask_od/mediapipe_tool.py`` runs inside it as a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,10 @@ def input_normalization(path: Path | str) -> tuple[list[float], list[float]]:
 
 def _run_tool(python: Path, args: Sequence[str], stdin: str | None, timeout: float) -> dict:
     try:
-        r = subprocess.run([str(python), str(TOOL), *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+        # the tool venv's own matplotlib (imported by mediapipe) must not get a Jupyter kernel's inline backend
+        env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "PYTHONPATH")} | {"MPLBACKEND": "Agg"}
+        r = subprocess.run([str(python), str(TOOL), *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+                           env=env)
     except subprocess.TimeoutExpired:
         raise MetadataError(f"{TOOL.name} {args[0]} took over {timeout:.0f} s") from None
     lines = r.stdout.strip().splitlines()

@@ -166,3 +166,18 @@ def test_metadata_written_into_a_packaged_model_keeps_it_verifiable(mediapipe_en
     assert all(f"`{sha256_file(folder / f)}`" in card for f in entry["written"])  # the card lists the new sums
     assert json.loads((folder / "export_report.json").read_text())["metadata"] == entry
     assert metadata_labels(folder / "model_int8.tflite") == ["with_mask", "without_mask", "mask_weared_incorrect"]
+
+
+def test_metadata_is_written_from_a_jupyter_kernel(mediapipe_env, tmp_path, monkeypatch):
+    """A notebook kernel sets MPLBACKEND to its inline backend, which the tool venv's matplotlib (loaded by mediapipe)
+    rejects: the export from the notebook wrote no metadata while the same export from a shell did."""
+    from mask_od.label_map import read_label_map
+    from mask_od.metadata import write_metadata
+    from mask_od.shipped import MODELS_DIR
+
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    folder = MODELS_DIR / "face_mask"
+    path = shutil.copy(folder / "model_int8.tflite", tmp_path / "model_int8.tflite")
+    label_map = read_label_map(folder / "label_map.pbtxt")
+    write_metadata([path], label_map, mediapipe_env)
+    assert metadata_labels(path) == labels_in_class_order(label_map)
