@@ -246,16 +246,17 @@ def check_image_agrees(xml_path: Path, root, image_path: Path, data: bytes, widt
 def _refuse_normalized(xml_path: Path, root, width: int, height: int) -> None:
     """Raise :class:`AnnotationError` when every box coordinate of the file is <= 1 on a larger image: the tool that
     wrote it saved fractions of the image (normalized, as YOLO and TF records do), not the pixels VOC XML holds."""
-    values = []
-    for tag in ("xmin", "ymin", "xmax", "ymax"):
-        for el in root.iterfind(f"object/bndbox/{tag}"):
-            try:
-                values.append(abs(float((el.text or "").strip())))
-            except ValueError:
-                return  # reported per object, with its index
+    boxes = []
+    for box in root.iterfind("object/bndbox"):
+        try:
+            boxes.append([abs(float((box.findtext(tag) or "").strip())) for tag in ("xmin", "ymin", "xmax", "ymax")])
+        except ValueError:
+            return  # reported per object, with its index
+    values = [v for b in boxes for v in b]
     if values and max(values) <= 1.0 and max(width, height) > 2:
         raise AnnotationError(
-            f"{xml_path}: all {len(values)} box coordinates are <= 1 (first box {values[:4]}) on a {width}x{height} "
+            f"{xml_path}: all {len(values)} box coordinates are <= 1 (first box xmin, ymin, xmax, ymax {boxes[0]}) on a "
+            f"{width}x{height} "
             "image: they look normalized (fractions of the image); PASCAL VOC XML holds pixels: multiply x by the "
             "width and y by the height, or re-save the labels from LabelImg")
 

@@ -34,8 +34,12 @@ def test_2_normalized_coordinates_are_refused_naming_the_file(shared_face_mask, 
     _, xml = _shared_photo(shared_face_mask, data)
     _normalize_xml(xml, 512, 366)
     before = tree_digest(data)
-    with pytest.raises(AnnotationError, match=r"maksssksksss0\.xml: all \d+ box coordinates are <= 1 .*512x366.*look normalized"):
+    with pytest.raises(AnnotationError, match=r"maksssksksss0\.xml: all \d+ box coordinates are <= 1 .*512x366.*look normalized") as e:
         parse_voc_xml(xml)
+    import xml.etree.ElementTree as ET  # noqa: S405 - the test's own file
+
+    first = ET.parse(xml).find("object/bndbox")
+    assert str([float(first.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]) in str(e.value)  # the real first box
     out = tmp_path / "out" / "train.record"
     lm = tmp_path / "label_map.pbtxt"
     lm.write_text("item { id: 1 name: 'with_mask' }\nitem { id: 2 name: 'without_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n")
