@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown step {argv[0]!r}")
         print("usage: mask-od STEP [ARGS ...]   (mask-od STEP --help for a step's arguments)\nsteps: "
               + ", ".join(f"{k} (scripts/{v}.py)" for k, v in STEPS.items()))
-        return 2 if argv and argv[0] not in ("-h", "--help") else 0
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    sys.argv[0] = f"mask-od {argv[0]}"  # the step's usage line names the command typed
     return importlib.import_module(f"mask_od.scripts.{STEPS[argv[0]]}").main(argv[1:])
 
 

@@ -199,7 +199,10 @@ def prelabel_model(workspace: Path | str, classes: Iterable[str]) -> tuple[Path,
 
     wanted = set(classes)
     skipped = []
-    files = sorted(Path(workspace, "exported-models").glob("*/model_float32.tflite"), key=lambda p: p.stat().st_mtime)
+    exports = {r.parent for r in Path(workspace, "exported-models").glob("*/export_report.json")}
+    files = [next((e / f"model_{v}.tflite" for v in ("float32", "float16", "int8") if (e / f"model_{v}.tflite").is_file()),
+                  None) for e in exports]  # any TFLite variant of an export (float32 first)
+    files = sorted((f for f in files if f is not None), key=lambda p: p.stat().st_mtime)
     for tfl in reversed(files):
         try:
             run_dir = json.loads((tfl.parent / "export_report.json").read_text())["run_dir"]

@@ -2,6 +2,7 @@
 -x XML_DIR -l LABELS_PATH -o OUTPUT_PATH [-i IMAGE_DIR] [-c CSV_PATH]."""
 
 import argparse
+from pathlib import Path
 
 from mask_od.runtime import quiet_tensorflow
 
@@ -11,7 +12,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("-x", "--xml_dir", required=True)
-    p.add_argument("-l", "--labels_path", required=True, help="label_map.pbtxt")
+    p.add_argument("-l", "--labels_path", required=True, help="label_map.pbtxt (written from the XML's classes when missing)")
     p.add_argument("-o", "--output_path", required=True, help="e.g. workspace/annotations/train.record")
     p.add_argument("-i", "--image_dir", default=None, help="default: beside the XML files")
     p.add_argument("-c", "--csv_path", default=None, help="also write the xml_to_csv table here")
@@ -24,6 +25,15 @@ def main(argv=None) -> int:
     from mask_od.tfrecord import convert_voc_dir
 
     try:
+        if not Path(a.labels_path).exists():  # the tutorial writes it by hand; here the first call makes it
+            from mask_od.annotations import parse_voc_dir
+            from mask_od.label_map import write_label_map
+            from mask_od.report import dataset_report
+
+            names = list(dataset_report(parse_voc_dir(a.xml_dir, a.image_dir, progress=False))["boxes_per_class"])
+            write_label_map(dict(enumerate(names, start=1)), a.labels_path)
+            print(f"wrote the label map {a.labels_path}: " + ", ".join(f"{i} {n}" for i, n in enumerate(names, 1))
+                  + " (classes by number of boxes); give the same file to every later step (test records, training)")
         r = convert_voc_dir(a.xml_dir, a.labels_path, a.output_path, a.image_dir, a.num_shards, a.csv_path, a.overwrite)
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}")

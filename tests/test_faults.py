@@ -324,3 +324,17 @@ def test_model_scripts_run_as_a_user_runs_them(exported, tiny_records, tmp_path)
     p = run_script("export.py", "--run_dir", cfg.output_dir, "--out_dir", tmp_path / "exp", "--tflite")  # TFLite: the fixture
     assert p.returncode == 0 and (tmp_path / "exp" / "saved_model" / "saved_model.pb").is_file(), p.stdout[-2000:] + p.stderr[-2000:]
     assert json.loads((tmp_path / "exp" / "export_report.json").read_text())["variants"] == {}
+
+
+def test_generate_tfrecord_writes_a_missing_label_map_once(tiny_voc, tmp_path):
+    """The CLI route has no other step that makes label_map.pbtxt (the notebook's prepare_dataset does): the first
+    generate_tfrecord.py call writes it from the XML's classes and says so; the next call reads it unchanged."""
+    lm = tmp_path / "annotations" / "label_map.pbtxt"
+    p = run_script("generate_tfrecord.py", "-x", tiny_voc.xml_dir, "-i", tiny_voc.image_dir, "-l", lm, "-o", tmp_path / "a.record")
+    assert p.returncode == 0 and f"wrote the label map {lm}" in p.stdout, p.stdout + p.stderr
+    from mask_od.label_map import read_label_map
+
+    written = read_label_map(lm)
+    assert sorted(written.values()) == sorted(set(read_label_map(tiny_voc.label_map_path).values()))
+    p = run_script("generate_tfrecord.py", "-x", tiny_voc.xml_dir, "-i", tiny_voc.image_dir, "-l", lm, "-o", tmp_path / "b.record")
+    assert p.returncode == 0 and "wrote the label map" not in p.stdout and read_label_map(lm) == written

@@ -186,6 +186,9 @@ def test_prelabels_never_come_from_a_model_trained_on_demo_data(tmp_path):
     os.utime(helmets / "model_float32.tflite", (2e9, 2e9))  # the newest, but none of these classes
     model, line = prelabel_model(ws, classes)
     assert model == mine / "model_float32.tflite" and "your export" in line
+    (mine / "model_float32.tflite").rename(mine / "model_int8.tflite")  # an export of the int8 file alone counts too
+    model, line = prelabel_model(ws, classes)
+    assert model == mine / "model_int8.tflite" and "your export" in line
 
 
 # --- issue 23: a run on other data ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from conftest import ROOT, need_shared
 def test_cli_lists_the_steps_and_runs_a_step():
     from mask_od.cli import STEPS, main
 
-    assert main([]) == 0 and main(["nope"]) == 2
+    assert main(["--help"]) == 0 and main([]) == 2 and main(["nope"]) == 2
     for module in STEPS.values():
         assert (ROOT / "scripts" / f"{module}.py").is_file()
     with pytest.raises(SystemExit) as e:  # argparse's --help of the export step
