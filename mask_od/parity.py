@@ -68,22 +68,18 @@ class ImageMatches:
 
 def image_matches(det: Detections, gt_boxes: np.ndarray, gt_classes: np.ndarray, classes: Sequence[int],
                   max_detections: int = 100, iou_threshold: float = 0.5) -> ImageMatches:
-    """:class:`ImageMatches` of one image (``gt_boxes`` ``[G, 4]`` normalized yxyx, ``gt_classes`` ``[G]`` ids)."""
+    """:class:`ImageMatches` of one image (``gt_boxes`` ``[G, 4]`` normalized yxyx, ``gt_classes`` ``[G]`` ids), matched
+    by :func:`mask_od.evaluate.match_detections` (the COCO rule the evaluation uses)."""
+    from mask_od.evaluate import Sample, match_detections
+
     gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
     gt_classes = np.asarray(gt_classes, np.int64).reshape(-1)
+    d = det.select(np.sort(np.concatenate([np.where(det.classes == c)[0][:max_detections] for c in classes])))
+    hit = match_detections(Sample(0, 0, 0, gt_boxes, gt_classes, d), iou_threshold)
     scores, tp, n_gt = {}, {}, {}
     for c in classes:
-        d, g = det.select(np.where(det.classes == c)[0][:max_detections]), gt_boxes[gt_classes == c]
-        hit = np.zeros(len(d), bool)
-        if len(d) and len(g):
-            iou = box_iou_yxyx(d.boxes, g)
-            used = np.zeros(len(g), bool)
-            for i in np.argsort(-d.scores, kind="stable"):
-                cand = np.where(used, -1.0, iou[i])
-                j = int(np.argmax(cand))
-                if cand[j] >= iou_threshold:
-                    used[j] = hit[i] = True
-        scores[c], tp[c], n_gt[c] = d.scores, hit, len(g)
+        mine = d.classes == c
+        scores[c], tp[c], n_gt[c] = d.scores[mine], hit[mine], int((gt_classes == c).sum())
     return ImageMatches(scores, tp, n_gt)
 
 
