@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mask_od.fileio import write_bytes_atomic
-from mask_od.sources import Source, iter_frames
+from mask_od.sources import Source, is_live, iter_frames
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def _frames_between_shots(source: Source, interval_s: float, shots: int) -> int 
 
     from mask_od.annotations import is_image_file
 
-    if not isinstance(source, (str, Path)) or str(source).isdigit() or "://" in str(source):
+    if not isinstance(source, (str, Path)) or is_live(source):
         return None
     path = Path(source)
     if not path.is_file() or is_image_file(path):

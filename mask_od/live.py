@@ -253,7 +253,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     from mask_od.display import open_view
     from mask_od.sources import SourceError
 
-    path_source = isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source)
+    path_source = isinstance(source, (str, Path)) and not is_live(source)
     refuse_outputs_on_inputs({"output video": output_video, "log": log_path},
                              [("source", source if path_source else None), ("model", getattr(detector, "path", None))],
                              inside=True)

@@ -18,6 +18,7 @@ from typing import Callable
 from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs
 from mask_od.monitor import Monitor, ServeConfig, output_paths
+from mask_od.sources import is_live
 
 PAGE = Path(__file__).with_name("serve_page.html")
 COOKIE = "mask_od_token"
@@ -52,7 +53,7 @@ def validate_config(cfg: ServeConfig) -> None:
     if not 0 <= cfg.port < 65536 or cfg.max_events < 1 or cfg.stream_width < 32 or not 1 <= cfg.jpeg_quality <= 100:
         raise ServeError(f"bad setting: port {cfg.port}, max_events {cfg.max_events}, stream_width {cfg.stream_width}, "
                          f"jpeg_quality {cfg.jpeg_quality}")
-    sources = [s for s in cfg.sources if isinstance(s, (str, Path)) and not str(s).isdigit() and "://" not in str(s)]
+    sources = [s for s in cfg.sources if isinstance(s, (str, Path)) and not is_live(s)]  # files and folders
     refuse_outputs_on_inputs({("event log" if cfg.event_log and p == Path(cfg.event_log) else f"recording {p.name}"): p
                               for p in output_paths(cfg)},
                              [("source", s) for s in sources], inside=True)
