@@ -4,6 +4,7 @@ lr, images/s, image size, ETA, ``evaluate``/``last`` flags and the model); ``on_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -61,7 +62,8 @@ class ConsoleLogger(Callback):
                   f"  lr {info['lr']:.5f}  {info['ips']:.1f} img/s  {info['image_size']}px  ETA {eta}", flush=True)
 
     def on_eval(self, entry):
-        print(f"eval @ step {entry['step']} ({entry['minutes']:.1f} min): mAP {entry['mAP']:.3f}  mAP@0.5 {entry['mAP50']:.3f}", flush=True)
+        raw = f"  (raw weights: mAP@0.5 {entry['mAP50_raw']:.3f}; these are their moving average)" if "mAP50_raw" in entry else ""
+        print(f"eval @ step {entry['step']} ({entry['minutes']:.1f} min): mAP {entry['mAP']:.3f}  mAP@0.5 {entry['mAP50']:.3f}{raw}", flush=True)
 
 
 def gt_boxes_from_labels(labels, image_size: int):
@@ -119,6 +121,8 @@ class TensorBoardLogger(Callback):
             for n, v in entry["per_class_AP50"].items():
                 if v is not None:
                     tf.summary.scalar(f"AP50/{n}", v)
+            if "mAP50_raw" in entry:
+                tf.summary.scalar("coco/mAP50_raw_weights", entry["mAP50_raw"])
 
     def on_end(self):
         self.train.flush()
@@ -159,7 +163,12 @@ class EvaluateAndKeepBest(Callback):
     def on_step(self, step, losses, info):
         if info["evaluate"]:
             t0 = time.perf_counter()
-            entry = self.evaluate(info["model"], step, info["minutes"], final=info["final"])
+            averaged = info.get("averaged")
+            raw = None
+            if averaged is not None and averaged.active:  # the A/B of every evaluation: raw weights, then their average
+                raw = self.score(info["model"], final=False)
+            with averaged if averaged is not None else contextlib.nullcontext():
+                entry = self.evaluate(info["model"], step, info["minutes"], final=info["final"], raw=raw)
             self.plan.eval_seconds = time.perf_counter() - t0
             self.seconds += self.plan.eval_seconds
             for cb in self.listeners:
@@ -167,16 +176,26 @@ class EvaluateAndKeepBest(Callback):
             if self.hook:
                 self.hook({k: v for k, v in entry.items() if k != "metrics"})
 
-    def evaluate(self, model, step: int, minutes: float, final: bool) -> dict:
+    def score(self, model, final: bool) -> dict:
+        """COCO metrics of ``model`` (at the run's final size) on the val records."""
+        from mask_od.evaluate import evaluate_model
+
+        return evaluate_model(self._final_size_model(model), self.config, self.label_map, self.config.val_records,
+                              out_dir=self.run_dir / "eval" if final else None)
+
+    def evaluate(self, model, step: int, minutes: float, final: bool, raw: dict | None = None) -> dict:
+        """Score ``model``, log it and keep it in ``best/`` if it is the best so far. ``raw``: the metrics of the raw
+        weights when ``model`` holds their moving average (logged as ``mAP50_raw`` and ``per_class_AP50_raw``)."""
         import tensorflow as tf
 
-        from mask_od.evaluate import evaluate_model
         from mask_od.fileio import write_text_atomic
 
-        m = evaluate_model(self._final_size_model(model), self.config, self.label_map, self.config.val_records,
-                           out_dir=self.run_dir / "eval" if final else None)
+        m = self.score(model, final)
         entry = {"step": step, "minutes": round(minutes, 2), "mAP": m["mAP"], "mAP50": m["mAP50"],
                  "per_class_AP50": {k: v["AP50"] for k, v in m["per_class"].items()}}
+        if raw is not None:
+            entry |= {"mAP_raw": raw["mAP"], "mAP50_raw": raw["mAP50"],
+                      "per_class_AP50_raw": {k: v["AP50"] for k, v in raw["per_class"].items()}}
         self.history.append(entry)
         with open(self.history_file, "a") as f:
             f.write(json.dumps(entry) + "\n")

@@ -43,6 +43,7 @@ class Config:
     learning_rate: float
     warmup_steps: int
     weight_decay: float
+    ema_decay: float
     freeze_backbone_bn: bool
     aug_hflip: bool
     aug_scale_min: float
@@ -148,6 +149,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
         need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}")
     need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
     need(c["time_budget_min"] >= 0, f"time_budget_min must be >= 0 (0 = use steps), got {c['time_budget_min']}")
+    need(0 <= c["ema_decay"] < 1, f"ema_decay must lie in [0, 1) (0 = off), got {c['ema_decay']}")
     need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}")
     try:
         parse_class_weights(c["class_weights"])

@@ -186,10 +186,10 @@ def last_frame(video: Path | str, png: Path | str) -> Path | None:
     return Path(png)
 
 
-def prelabel_model(workspace: Path | str, classes: Iterable[str]) -> tuple[Path, str]:
+def prelabel_model(workspace: Path | str, classes: Iterable[str], shipped_size: int = 320) -> tuple[Path, str]:
     """The model whose boxes pre-label new pictures, and the line that says which: the newest export under
     ``workspace/exported-models`` trained on real photos (its run's ``data.json`` counts no generated demo image) that
-    knows at least one of ``classes``; else the shipped face-mask model (its classes matched by name). A model trained
+    knows at least one of ``classes``; else the shipped face-mask model at ``shipped_size`` px (its classes matched by name). A model trained
     on the demo data, or of unknown data, is never used."""
     import json
 
@@ -217,7 +217,7 @@ def prelabel_model(workspace: Path | str, classes: Iterable[str]) -> tuple[Path,
         else:
             return tfl, f"pre-labels from your export {tfl} (trained on your photos)"
     why = f"; not used: {', '.join(skipped)}" if skipped else ""
-    return default_live_model(), f"pre-labels from the shipped face-mask model (classes matched by name){why}"
+    return default_live_model(shipped_size), f"pre-labels from the shipped face-mask model (classes matched by name){why}"
 
 
 def your_photos(folder: Path | str) -> tuple[int, list[Path], str]:
@@ -256,14 +256,49 @@ def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Pat
     return paths
 
 
-def live_model(export_dir: Path | str) -> Path:
+def live_model(export_dir: Path | str, shipped_size: int = 320) -> Path:
     """The model for the live step: this run's export (float32 TFLite, else its SavedModel), or the shipped face-mask
-    model when the run was not trained or exported here (says so)."""
+    model at ``shipped_size`` px when the run was not trained or exported here (says so)."""
     export_dir = Path(export_dir)
     for candidate in (export_dir / "model_float32.tflite", export_dir / "saved_model"):
         if candidate.exists():
             return candidate
     from mask_od.shipped import default_live_model
 
-    print(f"no export in {export_dir} (training or export skipped): using the shipped face-mask model")
-    return default_live_model()
+    print(f"no export in {export_dir} (training or export skipped): using the shipped face-mask model at {shipped_size} px")
+    return default_live_model(shipped_size)
+
+
+def show_monitor(monitor, width: int = 1200, height: int = 700, headless: bool = False) -> None:
+    """Show a :class:`mask_od.serve.BackgroundMonitor`'s page in the notebook: an IFrame of its loopback URL on a local
+    Jupyter; on Colab the kernel's port is served to the browser by ``google.colab.output.serve_kernel_port_as_iframe``;
+    headless only prints the URL."""
+    print(f"monitor: {monitor.url}  (JSON: {monitor.url}api/stats)")
+    if headless:
+        return
+    from urllib.parse import urlparse
+
+    if in_colab():
+        from google.colab import output
+
+        output.serve_kernel_port_as_iframe(urlparse(monitor.url).port, width=width, height=height)
+        return
+    from IPython.display import IFrame, display
+
+    display(IFrame(monitor.url, width, height))
+
+
+def wait_for_monitor(monitor, max_seconds: float, poll_s: float = 0.5) -> str:
+    """Wait until every source of ``monitor`` has ended (video files and folders play once) or ``max_seconds`` passed
+    (a camera never ends); returns which, for the notebook to print. Ctrl-C / the stop button ends the wait early."""
+    import time
+
+    deadline = time.monotonic() + max_seconds
+    try:
+        while time.monotonic() < deadline:
+            if all(s["state"] == "ended" for s in monitor.monitor.stats()["sources"]):
+                return "every source ended"
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        return "stopped by you"
+    return f"{max_seconds:g} s passed"

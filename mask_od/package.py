@@ -8,9 +8,10 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Sequence
 
 from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
-from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, write_manifest
+from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, read_manifest, tflite_name, write_manifest
 
 
 def _commit() -> str:
@@ -22,15 +23,18 @@ def _commit() -> str:
         return "unknown"
 
 
-def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True, image_size: int = 320,
+def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True, image_size: int | Sequence[int] = 320,
                   check_records: str | None = None, num_check: int = 50, card: str = "", examples: tuple = (),
                   overwrite: bool = False) -> dict:
-    """Write ``out_dir`` from the best (else latest) checkpoint of ``run_dir``: ``checkpoint/model.*`` (no optimizer
-    slots), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` ``model_float32.tflite`` and ``model_int8.tflite`` at
-    ``image_size`` (checked against the SavedModel on ``check_records`` like any export, report kept as
-    ``export_report.json``), ``manifest.json`` and ``README.md``: ``card`` (markdown: data, figures, weaknesses) followed
-    by the files and their sha256; ``examples`` (image paths) are copied into ``examples/``. Built in a temporary folder and renamed; an existing ``out_dir`` is replaced only
-    with ``overwrite`` and only when it is a packaged model. Returns the manifest."""
+    """Write ``out_dir`` from the best (else moving-average, else latest) checkpoint of ``run_dir``:
+    ``checkpoint/model.*`` (no optimizer slots), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` float32 and int8
+    TFLite files at each of ``image_size`` (one size or several; names from :func:`mask_od.shipped.tflite_name`:
+    ``model_{variant}.tflite`` at the first, ``model_{size}_{variant}.tflite`` at others), each checked against the
+    SavedModel on ``check_records`` like any export (reports kept as ``export_report.json``, ``export_report_{size}.json``),
+    ``manifest.json`` (``tflite_files``: size -> variant -> file) and ``README.md``: ``card`` (markdown: data, figures,
+    weaknesses) followed by the files and their sha256; ``examples`` (image paths) are copied into ``examples/``. Built
+    in a temporary folder and renamed; an existing ``out_dir`` is replaced only with ``overwrite`` and only when it is
+    a packaged model. Returns the manifest."""
     import tensorflow as tf
 
     from mask_od.export import export_model
@@ -53,23 +57,27 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
         for image in examples:
             (tmp / "examples").mkdir(exist_ok=True)
             shutil.copyfile(image, tmp / "examples" / Path(image).name)
-        report = None
-        if tflite:
+        sizes = [image_size] if isinstance(image_size, int) else list(image_size)
+        reports, tflite_files = {}, {}
+        for size in sizes if tflite else []:
             export = tmp / ".export"
-            report = export_model(run_dir, export, tflite=("float32", "int8"), check_records=check_records,
-                                  num_check=num_check, image_size=image_size)
-            for name in ("model_float32.tflite", "model_int8.tflite", "export_report.json"):
-                shutil.move(export / name, tmp / name)
+            reports[size] = export_model(run_dir, export, tflite=("float32", "int8"), check_records=check_records,
+                                         num_check=num_check, image_size=size)
+            tflite_files[str(size)] = {v: tflite_name(size, v, sizes[0]) for v in ("float32", "int8")}
+            for v, name in tflite_files[str(size)].items():
+                shutil.move(export / f"model_{v}.tflite", tmp / name)
+            shutil.move(export / "export_report.json", tmp / ("export_report.json" if size == sizes[0] else f"export_report_{size}.json"))
             shutil.rmtree(export)
         plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
         steps = int(tf.train.load_variable(weights_checkpoint(run_dir), "step/.ATTRIBUTES/VARIABLE_VALUE"))  # the packaged weights
         info = {"backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
-                "stages": config.stages, "tflite_image_size": image_size if tflite else None,
+                "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
+                **({"tflite_files": tflite_files} if tflite else {}),
                 "classes": {str(k): v for k, v in label_map.items()}, "steps": steps,
                 "training_minutes": round(plan.get("spent_seconds", 0) / 60, 1), "commit": _commit(),
                 "created": time.strftime("%Y-%m-%d")}
         manifest = write_manifest(tmp, info)
-        (tmp / "README.md").write_text(model_card(manifest, card, report), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(manifest, card, reports), encoding="utf-8")
         replace_path(tmp, out_dir)
     finally:
         remove_path(tmp)
@@ -80,31 +88,45 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
 def update_card(folder: Path | str, card: str) -> Path:
     """Rewrite ``folder/README.md`` with new text above the same facts (the card is not hashed: no sum changes)."""
     from mask_od.fileio import write_text_atomic
-    from mask_od.shipped import read_manifest
 
     folder = Path(folder)
-    report = folder / "export_report.json"
-    rep = json.loads(report.read_text()) if report.is_file() else None
-    return write_text_atomic(folder / "README.md", model_card(read_manifest(folder), card, rep), overwrite=True)
+    return write_text_atomic(folder / "README.md", model_card(read_manifest(folder), card, read_reports(folder)), overwrite=True)
 
 
-def model_card(manifest: dict, card: str, report: dict | None) -> str:
-    """``card`` then the facts of the manifest: how it was made, the TFLite check and every file with its sha256."""
+def read_reports(folder: Path | str) -> dict[int, dict]:
+    """The export reports of a packaged model folder by TFLite size (``export_report.json`` at the first size,
+    ``export_report_{size}.json`` at others)."""
+    folder, manifest = Path(folder), read_manifest(folder)
+    sizes = [int(s) for s in manifest.get("tflite_files") or [manifest.get("tflite_image_size") or 320]]
+    out = {}
+    for i, size in enumerate(sizes):
+        path = folder / ("export_report.json" if i == 0 else f"export_report_{size}.json")
+        if path.is_file():
+            out[size] = json.loads(path.read_text())
+    return out
+
+
+def model_card(manifest: dict, card: str, reports: dict[int, dict] | None) -> str:
+    """``card`` then the facts of the manifest: how it was made, the TFLite check at each size (``reports``: size ->
+    export report) and every file with its sha256."""
     lines = [card.rstrip(), "", "## Made by", "",
              f"- commit `{manifest['commit']}` of mask_od, {manifest['created']}; {manifest['steps']:,} steps, "
              f"{manifest['training_minutes']} min of training; stages `{manifest['stages'] or manifest['trained_image_size']}`",
              f"- backbone `{manifest['backbone']}`, anchor_size {manifest['anchor_size']}, classes "
              + ", ".join(f"{k}: {v}" for k, v in manifest["classes"].items())]
-    if report and report.get("check"):
+    for size, report in (reports or {}).items():
+        if not report.get("check") or report["check"].get("skipped"):
+            continue
         chk = report["check"]
-        lines += ["", f"## TFLite files against the SavedModel ({chk['images']} images of the check records, "
-                  f"{manifest['tflite_image_size']} px; the export fails when a file does not decide like the SavedModel: mask_od/parity.py)", "",
+        lines += ["", f"## TFLite files at {size} px against the SavedModel ({chk['images']} images of the check records; "
+                  "the export fails when a file does not decide like the SavedModel: mask_od/parity.py)", "",
                   "| file | mAP@0.5 | " + " | ".join(manifest["classes"].values()) + " |",
                   "|---|---|" + "---|" * len(manifest["classes"])]
+        names = manifest.get("tflite_files", {}).get(str(size), {})
         for k, v in chk.items():
             if isinstance(v, dict) and "mAP50" in v:
                 per = " | ".join("–" if v["AP50_per_class"].get(n) is None else f"{v['AP50_per_class'][n]:.3f}" for n in manifest["classes"].values())
-                lines.append(f"| {k} | {v['mAP50']:.3f} | {per} |")
+                lines.append(f"| {names.get(k, k)} | {v['mAP50']:.3f} | {per} |")
     lines += ["", "## Files (checked when loaded: a file whose sha256 differs is refused)", "", "| file | bytes | sha256 |", "|---|---|---|"]
     lines += [f"| `{rel}` | {size:,} | `{digest}` |" for rel, digest, size in
               ((rel, d, manifest.get("sizes", {}).get(rel, 0)) for rel, d in manifest["files"].items())]
@@ -120,7 +142,6 @@ def add_metadata(folder: Path | str, env: Path | str | None = None, build: bool 
     from mask_od.fileio import write_text_atomic
     from mask_od.label_map import read_label_map
     from mask_od.metadata import TOOL_ENV, MetadataError, export_metadata
-    from mask_od.shipped import read_manifest
 
     folder = Path(folder)
     files = sorted(p.name for p in folder.glob("model_*.tflite"))

@@ -23,13 +23,14 @@ def is_run_dir(path: Path | str) -> bool:
 
 
 def restore_weights(model, path: str | Path) -> str:
-    """Load the model weights of a run directory (its ``best/``, else ``checkpoints/``) or a checkpoint prefix into
+    """Load the model weights of a run directory (its ``best/``, else ``averaged/``, else ``checkpoints/``) or a checkpoint prefix into
     ``model``; returns the checkpoint read. Raises :class:`RunError` when there is none or it does not fit."""
     import tensorflow as tf
 
     p = Path(path)
     if p.is_dir():
-        ckpt = tf.train.latest_checkpoint(str(p / "best")) or tf.train.latest_checkpoint(str(p / "checkpoints")) or tf.train.latest_checkpoint(str(p))
+        ckpt = (tf.train.latest_checkpoint(str(p / "best")) or tf.train.latest_checkpoint(str(p / "averaged"))
+                or tf.train.latest_checkpoint(str(p / "checkpoints")) or tf.train.latest_checkpoint(str(p)))
         if not ckpt:
             raise RunError(f"{p}: no checkpoint found to start from (expected checkpoints/ or best/ inside)")
         path = ckpt
@@ -50,10 +51,12 @@ def require_run_dir(run_dir: Path | str) -> Path:
 
 def weights_checkpoint(run_dir: Path, which: str = "best") -> str:
     """The checkpoint prefix a run's trained model is read from: the newest in ``best/`` (``which="best"``), else the
-    latest in ``checkpoints/``. Raises :class:`RunError` when there is none."""
+    moving-average weights of a run trained with ``ema_decay`` and no val records (``averaged/``), else the latest in
+    ``checkpoints/``. Raises :class:`RunError` when there is none."""
     import tensorflow as tf
 
-    path = (tf.train.latest_checkpoint(str(run_dir / "best")) if which == "best" else None) or tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    path = ((tf.train.latest_checkpoint(str(run_dir / "best")) or tf.train.latest_checkpoint(str(run_dir / "averaged")) if which == "best" else None)
+            or tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
     if not path:
         raise RunError(f"{run_dir}: no checkpoint found in best/ or checkpoints/")
     return path
@@ -99,7 +102,7 @@ def predictor(model_path: Path | str, num_threads: int = 2) -> tuple[Callable[[n
 DATA_FILE = "data.json"  # what a run was trained on: records identity and provenance (written by train)
 # settings a resumed run must share with the run it continues (besides the label map and train.MODEL_KEYS); the
 # schedule's length (steps, time_budget_min, warmup_steps), logging, evaluation and output keys may change
-RESUME_KEYS = ("batch_size", "learning_rate", "pretrained", "init_checkpoint", "weight_decay", "freeze_backbone_bn",
+RESUME_KEYS = ("batch_size", "learning_rate", "pretrained", "init_checkpoint", "weight_decay", "ema_decay", "freeze_backbone_bn",
                "aug_hflip", "aug_scale_min", "aug_scale_max", "aug_color", "repeat_threshold", "class_weights", "max_boxes",
                "seed")
 

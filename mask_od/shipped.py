@@ -49,9 +49,32 @@ def model_dir(name_or_path: str | Path) -> Path:
     return p
 
 
-def default_live_model() -> Path:
-    """The shipped model's TFLite file for live detection (int8 at 320: the fastest, within a point of float32)."""
-    return model_dir("face_mask") / "model_int8.tflite"
+SIZES = (320, 640)  # input sizes of the shipped TFLite files: 320 for webcam close-ups (fast), 640 for small faces
+
+
+def tflite_name(size: int, variant: str, first_size: int = 320) -> str:
+    """File name of a packaged TFLite file: ``model_{variant}.tflite`` at the folder's first size (320 for the shipped
+    model, the name every export uses), ``model_{size}_{variant}.tflite`` at other sizes."""
+    return f"model_{variant}.tflite" if size == first_size else f"model_{size}_{variant}.tflite"
+
+
+def shipped_tflite(size: int = 320, variant: str = "int8", name: str = "face_mask") -> Path:
+    """A TFLite file of a packaged model: ``size`` its input size in px, ``variant`` ``int8`` or ``float32``.
+    Raises :class:`ShippedModelError` naming the sizes and variants it has when this one is not there."""
+    folder = model_dir(name)
+    files = read_manifest(folder).get("tflite_files") or {str(read_manifest(folder).get("tflite_image_size", 320)):
+                                                         {"float32": "model_float32.tflite", "int8": "model_int8.tflite"}}
+    rel = files.get(str(size), {}).get(variant)
+    if rel is None:
+        have = ", ".join(f"{s} ({'/'.join(v)})" for s, v in files.items())
+        raise ShippedModelError(f"{folder}: no {variant} TFLite file at {size} px; it has {have}")
+    return folder / rel
+
+
+def default_live_model(size: int = 320) -> Path:
+    """The shipped model's TFLite file for live detection at ``size`` px (int8: the fastest, within a point of float32).
+    320 suits webcam close-ups; 640 finds small faces (door, street and crowd cameras) at about 4x the time."""
+    return shipped_tflite(size, "int8")
 
 
 def read_manifest(folder: Path | str) -> dict:

@@ -321,7 +321,7 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
         total = tf.Variable(plan.steps[si], dtype=tf.int64, trainable=False)
         warmup = tf.Variable(config.warmup_steps, dtype=tf.int64, trainable=False)
         lr = make_stage_schedule(stage.learning_rate, warmup, start, total)
-        optimizer = tf_keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+        optimizer = _make_optimizer(config, lr, model, plan.stage_start(si))
         if mixed:
             optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
@@ -352,6 +352,54 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
                        restored, strategy)
 
 
+def _make_optimizer(config: Config, lr, model, stage_start: int):
+    """SGD with momentum 0.9; with ``ema_decay`` wrapped in Model Garden's ``ExponentialMovingAverage`` (which needs the
+    legacy SGD) over the model's trainable weights, its decay ramped from 0.1 to ``ema_decay`` from ``stage_start`` on
+    (a stage builds a new model from the last one's raw weights)."""
+    import tf_keras
+
+    if not config.ema_decay:
+        return tf_keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+    from official.modeling.optimization.ema_optimizer import ExponentialMovingAverage
+
+    optimizer = ExponentialMovingAverage(tf_keras.optimizers.legacy.SGD(learning_rate=lr, momentum=0.9),
+                                         average_decay=config.ema_decay, start_step=stage_start, dynamic_decay=True)
+    optimizer.shadow_copy(model)
+    return optimizer
+
+
+class AveragedWeights:
+    """Context manager: ``model`` holds its moving-average weights inside, its raw weights again after (each trainable
+    variable swapped with the EMA optimizer's ``average`` slot; Model Garden's ``swap_weights`` wants a distribution
+    strategy's cross-replica context, which the default strategy never enters). Without EMA it changes nothing."""
+
+    def __init__(self, optimizer, model):
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # below a LossScaleOptimizer
+        self.optimizer = inner if getattr(inner, "has_shadow_copy", False) else None
+        self.model = model
+
+    @property
+    def active(self) -> bool:
+        return self.optimizer is not None
+
+    def _swap(self) -> None:
+        for var in self.model.trainable_variables:
+            average = self.optimizer.get_slot(var, "average")
+            raw = var.read_value()
+            var.assign(average)
+            average.assign(raw)
+
+    def __enter__(self):
+        if self.optimizer is not None:
+            self._swap()
+        return self
+
+    def __exit__(self, *exc):
+        if self.optimizer is not None:
+            self._swap()
+        return False
+
+
 def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, clock: "_Clock", callbacks, evaluator) -> None:
     """Train stage ``si`` to its planned end (re-fitted under a time budget); Ctrl-C saves a checkpoint and stops."""
     import tensorflow as tf
@@ -377,6 +425,7 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             clock.tick(s, parts, stages)
             last = s >= end()
             info = clock.info(s, last) | {"lr": float(parts.lr(step)), "image_size": stage.image_size, "model": parts.model,
+                                          "averaged": AveragedWeights(parts.optimizer, parts.model),
                                           "evaluate": bool(config.val_records) and (s in clock.evals or (last and si == len(stages) - 1)),
                                           "final": s >= plan.total_steps}
             if clock.first_of_session(s):
@@ -385,6 +434,10 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             if s % clock.config.checkpoint_every == 0 or last:
                 parts.manager.save(checkpoint_number=s)
                 plan.save(run_dir / "plan.json")
+            if last and si == len(stages) - 1 and info["averaged"].active:  # what export and transfer read without best/
+                with info["averaged"]:
+                    tf.train.CheckpointManager(tf.train.Checkpoint(model=parts.model, step=step), str(run_dir / "averaged"),
+                                               max_to_keep=1).save(checkpoint_number=s)
             for cb in callbacks:
                 cb.on_step(s, losses, info)
             if _StopOnCtrlC.requested:

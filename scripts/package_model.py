@@ -14,7 +14,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run_dir", help="run directory (what training leaves)")
     p.add_argument("out_dir", help="the model folder to write")
-    p.add_argument("--image_size", type=int, default=320, help="input size of the TFLite files")
+    p.add_argument("--image_size", type=int, nargs="+", default=[320],
+                   help="input size(s) of the TFLite files, e.g. 320 640 (the first: model_{float32,int8}.tflite, others: model_SIZE_*.tflite)")
     p.add_argument("--no_tflite", action="store_true", help="checkpoint only")
     p.add_argument("--check_records", default=None, help="records to check the TFLite files on (default: the run's val_records)")
     p.add_argument("--num_check", type=int, default=50)

@@ -288,3 +288,28 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
         assert (tmp_path / "ev.jsonl").is_file()  # the event log is finished all the same
         with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
             BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=port), TruthDetector())
+
+
+def test_notebook_step_waits_for_a_file_source_and_stops_on_a_camera_bound(tmp_path, capsys):
+    """The notebook's step 10: the page URL printed (headless), the wait ends when the video has played once, and a
+    source that never ends (a camera) is stopped after MONITOR_SECONDS."""
+    from mask_od import notebook as nb
+    from mask_od.serve import BackgroundMonitor
+
+    video = write_known_video(tmp_path / "known.mp4")
+    bg = BackgroundMonitor(ServeConfig(sources=[str(video)], port=0), TruthDetector(known_tracks()))
+    try:
+        nb.show_monitor(bg, headless=True)
+        assert bg.url in capsys.readouterr().out
+        assert nb.wait_for_monitor(bg, 30) == "every source ended"
+        assert bg.monitor.processed[0] == N
+    finally:
+        summary = bg.stop()
+    assert summary.unique_people == {"with_mask": 1, "without_mask": 1, "mask_weared_incorrect": 1}
+    bg = BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=0), TruthDetector())
+    try:
+        t0 = time.monotonic()
+        assert nb.wait_for_monitor(bg, 1.5) == "1.5 s passed"
+        assert 1.4 <= time.monotonic() - t0 < 5
+    finally:
+        bg.stop()

@@ -183,8 +183,11 @@ def test_shipped_face_mask_model_is_intact_and_fits_the_defaults():
 
     folder = MODELS_DIR / "face_mask"
     manifest = verify(folder)  # every shipped file against its sha256
-    assert {"model_float32.tflite", "model_int8.tflite", "label_map.pbtxt", "config.yaml"} <= set(manifest["files"])
-    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 40e6
+    assert {"model_float32.tflite", "model_int8.tflite", "model_640_float32.tflite", "model_640_int8.tflite",
+            "label_map.pbtxt", "config.yaml"} <= set(manifest["files"])
+    assert manifest["tflite_files"] == {"320": {"float32": "model_float32.tflite", "int8": "model_int8.tflite"},
+                                        "640": {"float32": "model_640_float32.tflite", "int8": "model_640_int8.tflite"}}
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 47e6
     card = (folder / "README.md").read_text()
     assert all(d in card for d in manifest["files"].values())
     config = build_config()
@@ -201,6 +204,50 @@ def test_live_script_without_model_uses_the_shipped_model(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "models/face_mask/model_int8.tflite" in r.stdout and "FPS" in r.stdout
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_size_is_picked_in_one_word(tmp_path):
+    """320 or 640: the shipped TFLite file of that input size (what --size and the notebook's SHIPPED_SIZE pick); a
+    size it does not have is refused with the sizes it has."""
+    from mask_od.detect import Detector
+    from mask_od.shipped import ShippedModelError, default_live_model, shipped_tflite
+    from mask_od.synthetic import make_synthetic_video
+
+    for size in (320, 640):
+        for variant in ("int8", "float32"):
+            path = shipped_tflite(size, variant)
+            assert path.is_file() and Detector(path).input_size == size, path
+    assert default_live_model(640).name == "model_640_int8.tflite" and default_live_model().name == "model_int8.tflite"
+    with pytest.raises(ShippedModelError, match="no int8 TFLite file at 512 px; it has 320 .float32/int8., 640"):
+        shipped_tflite(512)
+    video = make_synthetic_video(tmp_path / "v.mp4", num_frames=3)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "detect_live.py"), "--source", str(video), "--display", "none",
+                        "--size", "640"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "model_640_int8.tflite (the shipped face-mask model at 640 px" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "detect_live.py"), "--size", "512"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "invalid choice: 512" in r.stderr
+
+
+@pytest.mark.slow
+def test_package_at_two_sizes_names_checks_and_lists_each(trained_run, tmp_path):
+    from mask_od.detect import Detector
+    from mask_od.package import package_model
+    from mask_od.shipped import shipped_tflite, verify
+
+    _, cfg = trained_run
+    out = tmp_path / "pkg"
+    manifest = package_model(cfg.output_dir, out, image_size=(128, 160), check_records=cfg.val_records, num_check=8, card="# two sizes\n")
+    assert manifest["tflite_files"] == {"128": {"float32": "model_float32.tflite", "int8": "model_int8.tflite"},
+                                        "160": {"float32": "model_160_float32.tflite", "int8": "model_160_int8.tflite"}}
+    verify(out)
+    for size, names in manifest["tflite_files"].items():
+        for variant, name in names.items():
+            assert shipped_tflite(int(size), variant, str(out)) == out / name
+            assert Detector(out / name).input_size == int(size)
+    assert json.loads((out / "export_report_160.json").read_text())["image_size"] == 160
+    assert json.loads((out / "export_report.json").read_text())["image_size"] == 128
+    card = (out / "README.md").read_text()
+    assert "## TFLite files at 128 px" in card and "## TFLite files at 160 px" in card and "| model_160_int8.tflite |" in card
 
 
 def test_damaged_shipped_tflite_is_refused_by_the_detector(tmp_path):
