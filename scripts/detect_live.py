@@ -1,8 +1,9 @@
 """Live mask detection from a camera, video file, image folder or stream, with FPS, counts, alerts and recordings.
-python scripts/detect_live.py --source 0     (the shipped face-mask model, models/face_mask/model_int8.tflite)
+python scripts/detect_live.py --source 0 [--size 640]   (the shipped face-mask model, int8, 320 px unless --size 640)
 python scripts/detect_live.py --model workspace/exported-models/RUN/model_float32.tflite --source 0"""
 
 import argparse
+from pathlib import Path
 
 from mask_od.runtime import quiet_tensorflow
 
@@ -43,6 +44,9 @@ def main(argv=None) -> int:
         print(f"error: {e}")
         return 2
     print(s)
+    for what, path in (("annotated video", a.output_video), ("per-frame log", a.log_path)):
+        if path and Path(path).is_file():
+            print(f"{what}: {Path(path).resolve()}")
     return 0
 
 

@@ -14,11 +14,22 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def parameters_cell() -> str:
+    import json
+
+    cells = json.loads((ROOT / "Mask_detection.ipynb").read_text(encoding="utf-8"))["cells"]
+    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+
+
 def main(argv=None) -> int:
     import papermill as pm
     import yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__ + "\n\nThe parameters, with their defaults (the notebook's first cell):\n")
+        print(parameters_cell())
+        return 0
     params = {"HEADLESS": True}
     for a in argv:
         if "=" not in a:
