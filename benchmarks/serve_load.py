@@ -40,8 +40,8 @@ class Viewer(threading.Thread):
                 if not chunk:
                     return
                 data = tail + chunk
-                self.frames += data.count(b"--frame\r\n")
-                tail = data[-16:]
+                self.frames += data.count(b"Content-Type: image/jpeg")
+                tail = data[-23:]  # shorter than the marker: a part split across reads is counted once
 
 
 def stats(port: int) -> dict:

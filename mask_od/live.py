@@ -157,32 +157,54 @@ class VideoSink:
 
 class AlertHook:
     """Calls ``callback(message)`` in a worker thread when any of ``classes`` is seen, at most once per ``cooldown_s``;
-    never blocks the frame loop (alerts are skipped while one is still running)."""
+    never blocks the frame loop: alerts wait in a queue of ``max_pending`` while the callback is still busy with an
+    earlier one (the monitor fires one per person, two people in one frame make two), and beyond it are counted in
+    ``dropped`` instead of sent."""
 
-    def __init__(self, callback: Callable[[str], None] | None = None, classes: Sequence[str] = ("without_mask",), cooldown_s: float = 5.0):
+    def __init__(self, callback: Callable[[str], None] | None = None, classes: Sequence[str] = ("without_mask",),
+                 cooldown_s: float = 5.0, max_pending: int = 8):
+        import queue
+
         self.callback = callback or default_alert
         self.classes, self.cooldown_s = set(classes), cooldown_s
-        self.count, self._last = 0, -float("inf")
-        self._busy = threading.Event()
+        self.count, self.dropped, self._last = 0, 0, -float("inf")
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._worker: threading.Thread | None = None
 
     def __call__(self, det: Detections, now: float | None = None) -> bool:
+        import queue
+
         now = time.monotonic() if now is None else now
         seen = [n for n in det.names if n in self.classes]
-        if not seen or now - self._last < self.cooldown_s or self._busy.is_set():
+        if not seen or now - self._last < self.cooldown_s:
+            return False
+        msg = f"ALERT: {len(seen)} face(s) {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
+        try:
+            self._queue.put_nowait(msg)
+        except queue.Full:
+            self.dropped += 1
             return False
         self._last = now
         self.count += 1
-        self._busy.set()
-        msg = f"ALERT: {len(seen)} face(s) {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, daemon=True, name="alert")
+            self._worker.start()
+        return True
 
-        def run():
+    def _run(self) -> None:
+        while True:
+            msg = self._queue.get()
             try:
                 self.callback(msg)
-            finally:
-                self._busy.clear()
+            except Exception as e:  # noqa: BLE001 - a failing callback must not end the alerts that follow
+                print(f"alert callback failed: {e}", file=sys.stderr, flush=True)
 
-        threading.Thread(target=run, daemon=True, name="alert").start()
-        return True
+    def wait(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued alert was handed to the callback (tests, a clean exit); True if they all were."""
+        deadline = time.monotonic() + timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._queue.empty()
 
 
 def default_alert(message: str) -> None:

@@ -9,6 +9,7 @@ import collections
 import dataclasses
 import json
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ class SourceReader:
         self.live = is_live(source)
         self.replayable = isinstance(source, (int, str, Path))
         self.loop, self.retry_max_s, self._wake = loop, retry_max_s, wake
-        self.state, self.error, self.retry_at = "starting", None, None
+        self.state, self.error, self.retry_at, self._said = "starting", None, None, None
         self.read = self.dropped = self.restarts = 0
         self._slot = None
         self._lock = threading.Lock()
@@ -114,6 +115,10 @@ class SourceReader:
                 raise SourceError(f"{self.name}: no more frames (camera unplugged or stream closed)")
             except Exception as e:  # noqa: BLE001 - a dying source is retried, never ends the process
                 self.error = str(e)[:300]
+                if self.error != self._said:  # the terminal (or notebook) hears of each new failure once
+                    self._said = self.error
+                    print(f"source {self.index} ({self.name}) down: {self.error}"
+                          + ("; retrying" if self.replayable else ""), file=sys.stderr, flush=True)
             if not self.replayable:
                 self.state = "ended"
                 return
@@ -309,7 +314,8 @@ class Monitor:
         unique = self.unique_counts()
         people = sum(unique.values())
         bare = sum(c for n, c in unique.items() if n in self.cfg.tracker.event_classes)
-        now = {n: sum(c.get(n, 0) for c in self.now_counts) for n in self.names}
+        live = [r.state != "ended" for r in self.readers]  # a source that has ended shows no one now
+        now = {n: sum(c.get(n, 0) for c, on in zip(self.now_counts, live) if on) for n in self.names}
         recent = [t for _, t in list(self._recent)]
         return {"counts_now": now, "unique_people": unique, "people": people,
                 "compliance": round(1 - bare / people, 4) if people else None, "event_classes": list(self.cfg.tracker.event_classes),
@@ -319,7 +325,7 @@ class Monitor:
                              "frames_processed": self.processed[r.index], "dropped": r.dropped, "fps": round(self.fps(r.index), 2),
                              "restarts": r.restarts, "error": r.error,
                              "retry_in_s": round(max(0.0, r.retry_at - time.time()), 1) if r.state == "down" and r.retry_at else None,
-                             "people_now": sum(self.now_counts[r.index].values())} for r in self.readers]}
+                             "people_now": sum(self.now_counts[r.index].values()) if r.state != "ended" else 0} for r in self.readers]}
 
     def close(self) -> list[str]:
         """Stop sources and detector, finish recordings and the event log; returns the files written."""

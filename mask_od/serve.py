@@ -40,6 +40,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_is_loopback(host_header: str) -> bool:
+    """Whether an HTTP ``Host`` header (``name[:port]``, ``[v6]:port``) names this machine: 127.x, ::1 or localhost."""
+    from urllib.parse import urlsplit
+
+    try:
+        name = urlsplit("//" + host_header).hostname
+    except ValueError:
+        return False
+    return bool(name) and is_loopback(name)
+
+
 def validate_config(cfg: ServeConfig) -> None:
     """Refuse an unsafe or impossible setting before anything starts (no model loaded, no port bound)."""
     if not is_loopback(cfg.host) and not cfg.token:
@@ -74,7 +85,7 @@ class ServeSummary:
     def __str__(self) -> str:
         people = ", ".join(f"{k} {v}" for k, v in self.unique_people.items())
         return (f"{self.frames} frames in {self.seconds:.1f} s; people: {people}; {self.events} event(s), {self.alerts} "
-                f"alert(s). {self.message}" + (f" Wrote {', '.join(self.outputs)}." if self.outputs else ""))
+                f"alert(s); {self.message}." + (f" Wrote {', '.join(self.outputs)}." if self.outputs else ""))
 
 
 class TokenGate:
@@ -82,8 +93,8 @@ class TokenGate:
     values or unknown keys), and, with a token, carry it (``Authorization: Bearer``, the cookie the page sets, or
     ``?token=`` on the page itself); else 400 / 401 with no body beyond the reason."""
 
-    def __init__(self, app, token: str | None):
-        self.app, self.token = app, token
+    def __init__(self, app, token: str | None, host: str = "127.0.0.1"):
+        self.app, self.token, self.bind = app, token, host
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -102,11 +113,15 @@ class TokenGate:
         if (not SAFE_PATH.fullmatch(path) or raw != path or pairs is None
                 or any(k not in QUERY_KEYS or not re.fullmatch(QUERY_KEYS[k], v) for k, v in pairs)):
             return await _reply(send, 400, b"refused: the path or query holds characters this server never uses")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.token is None and not host_is_loopback(headers.get("host", "")):
+            # without a token only this machine's own names may reach it: a web page on another name that resolves to
+            # 127.0.0.1 (DNS rebinding) gets nothing
+            return await _reply(send, 403, b"refused: this monitor answers only to 127.0.0.1, localhost or [::1] without a token")
         if self.token is not None:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             given = []
             auth = headers.get("authorization", "")
-            if auth.startswith("Bearer "):
+            if auth[:7].lower() == "bearer ":
                 given.append(auth[7:].strip())
             for part in headers.get("cookie", "").split(";"):
                 k, _, v = part.strip().partition("=")
@@ -125,7 +140,7 @@ async def _reply(send, status: int, body: bytes, headers: list | None = None) ->
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(monitor: Monitor, token: str | None = None):
+def build_app(monitor: Monitor, token: str | None = None, host: str = "127.0.0.1"):
     """The FastAPI app over a started :class:`Monitor` (no docs routes; every route behind :class:`TokenGate`)."""
     import contextlib
 
@@ -157,8 +172,10 @@ def build_app(monitor: Monitor, token: str | None = None):
     @app.get("/api/health")
     async def health():
         states = [r.state for r in monitor.readers]
-        return JSONResponse({"ok": monitor._thread.is_alive() and not monitor.stopping.is_set(), "sources": states,
-                             "frame_errors": monitor.errors, "last_error": monitor.last_error}, headers=nocache)
+        errors = [r.error for r in monitor.readers if r.error]
+        return JSONResponse({"ok": monitor._thread.is_alive() and not monitor.stopping.is_set() and any(st != "down" for st in states),
+                             "sources": states, "source_errors": errors, "frame_errors": monitor.errors,
+                             "last_error": monitor.last_error or (errors[-1] if errors else None)}, headers=nocache)
 
     @app.get("/api/stats")
     async def stats():
@@ -187,12 +204,13 @@ def build_app(monitor: Monitor, token: str | None = None):
     async def stream(index: int):
         i = source_index(index)
 
-        async def parts():
-            seq = 0
+        async def parts():  # each part ends with the next boundary: a browser shows a part once that arrives, so
+            seq = 0         # the last frame of a video that has ended shows too
+            yield b"--frame\r\n"
             while not monitor.stopping.is_set():
                 seq, jpeg = await monitor.hub.newer(i, seq, 1.0)
                 if jpeg is not None:
-                    yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n" % (len(jpeg), jpeg)
+                    yield b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n--frame\r\n" % (len(jpeg), jpeg)
 
         return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers=nocache)
 
@@ -211,7 +229,7 @@ def build_app(monitor: Monitor, token: str | None = None):
 
         return StreamingResponse(messages(), media_type="text/event-stream", headers=nocache)
 
-    return TokenGate(app, token)
+    return TokenGate(app, token, host)
 
 
 def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None]):
@@ -230,7 +248,7 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
                 port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
                 on_ready(f"http://{f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{port}/")
 
-    return Server(uvicorn.Config(build_app(monitor, cfg.token), host=cfg.host, port=cfg.port, log_level="warning",
+    return Server(uvicorn.Config(build_app(monitor, cfg.token, cfg.host), host=cfg.host, port=cfg.port, log_level="warning",
                                  access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
 
 
@@ -262,11 +280,11 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     try:
         server.run()
         if monitor.stopping.is_set():  # set by the signal (Python re-raises SIGINT only where it was not ignored)
-            message = "stopped by interrupt"
+            message = "stopped by Ctrl-C or a stop signal"
     except SystemExit:  # uvicorn exits when it cannot bind
         raise _bind_error(cfg) from None
     except KeyboardInterrupt:
-        message = "stopped by interrupt"
+        message = "stopped by Ctrl-C or a stop signal"
     finally:
         monitor.stopping.set()
         written = monitor.close()

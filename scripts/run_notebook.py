@@ -31,11 +31,19 @@ def main(argv=None) -> int:
         print(parameters_cell())
         return 0
     params = {"HEADLESS": True}
+    known = [line.split("=")[0].strip() for line in parameters_cell().splitlines() if "=" in line.split("#")[0]]
     for a in argv:
         if "=" not in a:
             print(f"error: expected NAME=VALUE, got {a!r}")
             return 2
         k, v = a.split("=", 1)
+        if k not in known:  # a typo would otherwise run the whole notebook with the default
+            import difflib
+
+            close = difflib.get_close_matches(k, known, n=1)
+            print(f"error: {k} is not a parameter of Mask_detection.ipynb" + (f" (did you mean {close[0]}?)" if close else "")
+                  + "; --help lists them")
+            return 2
         params[k] = yaml.safe_load(v)
     workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
     workspace.mkdir(parents=True, exist_ok=True)

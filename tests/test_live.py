@@ -194,12 +194,32 @@ def test_alert_runs_off_the_loop_with_cooldown():
     assert hook(masked, now=200.0) is False  # not an alert class
     release.set()
     assert finished.wait(10)
-    for _ in range(1000):  # the worker clears its busy flag right after the callback returns
-        if not hook._busy.is_set():
-            break
-        time.sleep(0.01)
     assert hook(bare, now=200.0) is True and hook.count == 2
     assert "without_mask" in msgs[0]
+
+
+def test_alerts_queue_while_the_callback_is_busy_and_drop_beyond_the_bound():
+    """The monitor fires one alert per person (cooldown 0): two people in one frame make two alerts even when the
+    first callback is still running; past max_pending they are counted as dropped, and the loop never waits."""
+    release, msgs = threading.Event(), []
+
+    def slow_alert(msg):
+        release.wait(30)
+        msgs.append(msg)
+
+    hook = AlertHook(slow_alert, classes=["without_mask"], cooldown_s=0, max_pending=2)
+    bare = Detections(np.zeros((1, 4), np.float32), np.array([2]), np.array([0.9], np.float32), ["without_mask"])
+    t0 = time.monotonic()
+    sent = [hook(bare, now=1.0 + k) for k in range(5)]  # the worker holds the 1st, 2 wait, the other 2 are dropped
+    assert time.monotonic() - t0 < 1.0
+    assert sent.count(True) in (3, 4) and hook.count == sent.count(True) and hook.dropped == 5 - hook.count
+    release.set()
+    assert hook.wait(10)
+    for _ in range(500):
+        if len(msgs) == hook.count:
+            break
+        time.sleep(0.01)
+    assert len(msgs) == hook.count
 
 
 def test_shared_video_frames_and_size(tmp_path):

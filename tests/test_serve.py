@@ -189,7 +189,7 @@ def test_a_viewer_that_stops_reading_never_stalls_detection():
         host, port = url[7:].split(":")
         stuck = socket.create_connection((host, int(port)))
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.sendall(b"GET /stream/0.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+        stuck.sendall(b"GET /stream/0.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
         time.sleep(0.5)
         before = m.processed[0]
         wait_for(lambda: m.processed[0] > before + 150, 30, "150 more frames while a viewer is stuck")  # > 10 MB unread
@@ -208,11 +208,11 @@ def get(url: str, headers: dict | None = None):
         return e.code, e.read(), e.headers
 
 
-def raw_get(url: str, target: str, extra_headers: str = "") -> tuple[int, bytes]:
+def raw_get(url: str, target: str, extra_headers: str = "", host_header: str | None = None) -> tuple[int, bytes]:
     """A request line sent as is (urllib would normalise ../ away); the reply's status and bytes."""
     host, port = url[7:].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra_headers}Connection: close\r\n\r\n".encode())
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host_header or url[7:]}\r\n{extra_headers}Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -313,3 +313,50 @@ def test_notebook_step_waits_for_a_file_source_and_stops_on_a_camera_bound(tmp_p
         assert 1.4 <= time.monotonic() - t0 < 5
     finally:
         bg.stop()
+
+
+def test_without_a_token_only_loopback_names_are_answered():
+    """DNS rebinding: a web page on evil.example that resolves to 127.0.0.1 sends Host: evil.example; without a token
+    the monitor answers only to 127.x, localhost and [::1] (any port)."""
+    from mask_od.serve import host_is_loopback
+
+    with running(ServeConfig(sources=[endless(48, 64)]), TruthDetector()) as (url, m):
+        wait_for(lambda: m.hub.frames[0][1] is not None, 20, "a first frame")
+        port = url.rsplit(":", 1)[1]
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.nip.io", "192.168.1.5", "", "[::2]:80", "localhost.evil"):
+            for target in ("/", "/api/stats", "/api/frame/0.jpg", "/stream/0.mjpg"):
+                status, data = raw_get(url, target, host_header=host or " ")
+                assert status == 403 and b"\xff\xd8" not in data and b"unique_people" not in data, (host, target, status)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", f"[::1]:{port}", "LOCALHOST"):
+            assert raw_get(url, "/api/health", host_header=host)[0] == 200, host
+    assert not host_is_loopback("[::1") and host_is_loopback("127.0.0.2:9")
+
+
+def test_an_ended_video_keeps_its_last_frame_visible_and_counts_no_one_now(tmp_path):
+    """The MJPEG stream closes each part with the next boundary (a browser shows a part only then), so a page opened
+    after the video ended still shows its last frame; no one is counted "now" once a source has ended."""
+    video = write_known_video(tmp_path / "known.mp4")
+    with running(ServeConfig(sources=[str(video)]), TruthDetector(known_tracks())) as (url, m):
+        wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == N, 30, "the video to play once")
+        host, port = url[7:].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(f"GET /stream/0.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            data, t0 = b"", time.monotonic()
+            while data.count(b"--frame") < 2 and time.monotonic() - t0 < 10:
+                data += s.recv(65536)
+        body = data.split(b"\r\n\r\n", 1)[1]
+        part = body.split(b"--frame")[1]
+        assert b"image/jpeg" in part and b"\xff\xd8" in part and body.count(b"--frame") >= 2  # a whole part, closed
+        stats = json.loads(get(url + "/api/stats")[1])
+        assert stats["counts_now"] == {n: 0 for n in LABELS.values()} and stats["sources"][0]["people_now"] == 0
+        assert stats["unique_people"]["without_mask"] == 1  # the counts since start stay
+
+
+def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):
+    missing = tmp_path / "gone.mp4"
+    with running(ServeConfig(sources=[str(missing)], retry_max_s=0.2), TruthDetector()) as (url, m):
+        wait_for(lambda: m.readers[0].state == "down" and m.readers[0].restarts >= 2, 20, "the source retried")
+        health = json.loads(get(url + "/api/health")[1])
+    err = capfd.readouterr().err
+    assert err.count("source 0 (") == 1 and "gone.mp4" in err and "retrying" in err  # once, not at every retry
+    assert health["ok"] is False and health["sources"] == ["down"] and "gone.mp4" in health["source_errors"][0]

@@ -77,7 +77,7 @@ def test_page_shows_live_frames_and_counts_and_ctrl_c_finishes_the_files(tmp_pat
         log.close()
     out = (tmp_path / "serve.log").read_text()
     assert server.returncode == 0, out
-    assert "197 frames" in out and "people: with_mask 2" in out and "stopped by interrupt" in out, out
+    assert "197 frames" in out and "people: with_mask 2" in out and "stopped by Ctrl-C or a stop signal" in out, out
     import cv2
 
     cap = cv2.VideoCapture(str(tmp_path / "rec" / "source0.mp4"))
