@@ -25,7 +25,7 @@ def _commit() -> str:
 
 def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True, image_size: int | Sequence[int] = 320,
                   check_records: str | None = None, num_check: int = 50, card: str = "", examples: tuple = (),
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, which: str = "best") -> dict:
     """Write ``out_dir`` from the best (else moving-average, else latest) checkpoint of ``run_dir``:
     ``checkpoint/model.*`` (no optimizer slots), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` float32 and int8
     TFLite files at each of ``image_size`` (one size or several; names from :func:`mask_od.shipped.tflite_name`:
@@ -34,7 +34,7 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
     ``manifest.json`` (``tflite_files``: size -> variant -> file) and ``README.md``: ``card`` (markdown: data, figures,
     weaknesses) followed by the files and their sha256; ``examples`` (image paths) are copied into ``examples/``. Built
     in a temporary folder and renamed; an existing ``out_dir`` is replaced only with ``overwrite`` and only when it is
-    a packaged model. Returns the manifest."""
+    a packaged model. ``which="latest"``: the raw weights of the latest checkpoint instead. Returns the manifest."""
     import tensorflow as tf
 
     from mask_od.export import export_model
@@ -49,7 +49,7 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
     tmp = temp_sibling(out_dir)
     tmp.mkdir(parents=True)
     try:
-        model, config, label_map = load_trained_model(run_dir)
+        model, config, label_map = load_trained_model(run_dir, which)
         (tmp / CHECKPOINT).parent.mkdir()
         tf.train.Checkpoint(model=model).write(str(tmp / CHECKPOINT))
         shutil.copyfile(run_dir / "label_map.pbtxt", tmp / "label_map.pbtxt")
@@ -62,14 +62,14 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
         for size in sizes if tflite else []:
             export = tmp / ".export"
             reports[size] = export_model(run_dir, export, tflite=("float32", "int8"), check_records=check_records,
-                                         num_check=num_check, image_size=size)
+                                         num_check=num_check, image_size=size, which=which)
             tflite_files[str(size)] = {v: tflite_name(size, v, sizes[0]) for v in ("float32", "int8")}
             for v, name in tflite_files[str(size)].items():
                 shutil.move(export / f"model_{v}.tflite", tmp / name)
             shutil.move(export / "export_report.json", tmp / ("export_report.json" if size == sizes[0] else f"export_report_{size}.json"))
             shutil.rmtree(export)
         plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
-        steps = int(tf.train.load_variable(weights_checkpoint(run_dir), "step/.ATTRIBUTES/VARIABLE_VALUE"))  # the packaged weights
+        steps = int(tf.train.load_variable(weights_checkpoint(run_dir, which), "step/.ATTRIBUTES/VARIABLE_VALUE"))  # the packaged weights
         info = {"backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
                 "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
                 **({"tflite_files": tflite_files} if tflite else {}),

@@ -16,6 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("out_dir", help="the model folder to write")
     p.add_argument("--image_size", type=int, nargs="+", default=[320],
                    help="input size(s) of the TFLite files, e.g. 320 640 (the first: model_{float32,int8}.tflite, others: model_SIZE_*.tflite)")
+    p.add_argument("--which", default="best", choices=["best", "latest"], help="best: best/ (else the moving average "
+                   "averaged/, else the latest checkpoint); latest: the raw weights of the latest checkpoint")
     p.add_argument("--no_tflite", action="store_true", help="checkpoint only")
     p.add_argument("--check_records", default=None, help="records to check the TFLite files on (default: the run's val_records)")
     p.add_argument("--num_check", type=int, default=50)
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
             update_card(a.out_dir, card)
             return 0
         package_model(a.run_dir, a.out_dir, tflite=not a.no_tflite, image_size=a.image_size, check_records=a.check_records,
-                      num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite)
+                      num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite, which=a.which)
     except (MaskODError, FileExistsError, OSError) as e:
         print(f"error: {e}")
         return 2
