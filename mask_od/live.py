@@ -170,6 +170,7 @@ class AlertHook:
         self.count, self.dropped, self._last = 0, 0, -float("inf")
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, det: Detections, now: float | None = None) -> bool:
         import queue
@@ -186,14 +187,26 @@ class AlertHook:
             return False
         self._last = now
         self.count += 1
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._run, daemon=True, name="alert")
-            self._worker.start()
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, daemon=True, name="alert")
+                self._worker.start()
         return True
 
     def _run(self) -> None:
+        """Hand queued alerts to the callback; end once the queue stayed empty for a second (a new alert starts a
+        new worker), so no thread outlives its alerts."""
+        import queue
+
         while True:
-            msg = self._queue.get()
+            try:
+                msg = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._worker = None
+                        return
+                continue
             try:
                 self.callback(msg)
             except Exception as e:  # noqa: BLE001 - a failing callback must not end the alerts that follow

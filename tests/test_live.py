@@ -220,6 +220,11 @@ def test_alerts_queue_while_the_callback_is_busy_and_drop_beyond_the_bound():
             break
         time.sleep(0.01)
     assert len(msgs) == hook.count
+    worker = hook._worker
+    assert worker is not None
+    worker.join(5)  # idle for a second, the worker ends: no thread outlives its alerts
+    assert not worker.is_alive()
+    assert hook(bare, now=100.0) is True and hook.wait(5)  # a later alert starts a new one
 
 
 def test_shared_video_frames_and_size(tmp_path):
