@@ -175,3 +175,14 @@ def real_photo_video(path: Path, num_frames: int, size: tuple[int, int] = (320, 
         writer.release()
     assert len(chosen) == num_frames, f"only {len(chosen)} photos with large faces in {root}"
     return path
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_in_the_test_thread():
+    """Each test's garbage (TensorFlow functions and optimizers, TFLite interpreters, OpenCV captures) is finalized
+    here, in the main thread, right after the test: left to the cyclic collector, a finalizer ran in whatever thread
+    allocated next (once a frame-reader thread starting in a later test) and the worker process aborted there."""
+    yield
+    import gc
+
+    gc.collect()
