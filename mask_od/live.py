@@ -342,6 +342,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
             if n == 0:
                 raise
             message = f"source stopped: {e}"
+        if max_frames is not None and n >= max_frames and message == "source ended":
+            message = f"max_frames ({max_frames}) reached"
         if n == 0 and message == "source ended":
             from mask_od.sources import describe_source
 

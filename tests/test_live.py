@@ -234,7 +234,7 @@ def test_shared_video_frames_and_size(tmp_path):
     import cv2
 
     s = run_live(FakeDetector(), video, display="none", output_video=tmp_path / "o.mp4", max_frames=40)
-    assert s.frames == 40
+    assert s.frames == 40 and s.message == "max_frames (40) reached"  # the video has 197: it did not end
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (1366, 768)
