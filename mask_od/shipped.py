@@ -49,9 +49,6 @@ def model_dir(name_or_path: str | Path) -> Path:
     return p
 
 
-SIZES = (320, 640)  # input sizes of the shipped TFLite files: 320 for webcam close-ups (fast), 640 for small faces
-
-
 def tflite_name(size: int, variant: str, first_size: int = 320) -> str:
     """File name of a packaged TFLite file: ``model_{variant}.tflite`` at the folder's first size (320 for the shipped
     model, the name every export uses), ``model_{size}_{variant}.tflite`` at other sizes."""
@@ -62,8 +59,9 @@ def shipped_tflite(size: int = 320, variant: str = "int8", name: str = "face_mas
     """A TFLite file of a packaged model: ``size`` its input size in px, ``variant`` ``int8`` or ``float32``.
     Raises :class:`ShippedModelError` naming the sizes and variants it has when this one is not there."""
     folder = model_dir(name)
-    files = read_manifest(folder).get("tflite_files") or {str(read_manifest(folder).get("tflite_image_size", 320)):
-                                                         {"float32": "model_float32.tflite", "int8": "model_int8.tflite"}}
+    manifest = read_manifest(folder)
+    files = manifest.get("tflite_files") or {str(manifest.get("tflite_image_size", 320)):
+                                             {"float32": "model_float32.tflite", "int8": "model_int8.tflite"}}
     rel = files.get(str(size), {}).get(variant)
     if rel is None:
         have = ", ".join(f"{s} ({'/'.join(v)})" for s, v in files.items())

@@ -294,6 +294,7 @@ class _StageParts:
     batches: object  # iterator over (images, labels) of the stage's size
     restored: str | None
     strategy: object
+    averaged: "AveragedWeights"  # the moving-average weights swapped in for evaluation (a no-op without EMA)
 
 
 def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_map: dict, mixed: bool, fresh: bool,
@@ -349,7 +350,7 @@ def _build_stage(config: Config, stages, si: int, plan, strategy, step, label_ma
     train_step = _make_train_step(model, optimizer, _loss_task(num_classes), strategy, strategy.num_replicas_in_sync, mixed,
                                   class_weights)
     return _StageParts(model, optimizer, lr, total, warmup, manager, train_step, iter(strategy.experimental_distribute_dataset(data)),
-                       restored, strategy)
+                       restored, strategy, AveragedWeights(optimizer, model))
 
 
 def _make_optimizer(config: Config, lr, model, stage_start: int):
@@ -425,7 +426,7 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
             clock.tick(s, parts, stages)
             last = s >= end()
             info = clock.info(s, last) | {"lr": float(parts.lr(step)), "image_size": stage.image_size, "model": parts.model,
-                                          "averaged": AveragedWeights(parts.optimizer, parts.model),
+                                          "averaged": parts.averaged,
                                           "evaluate": bool(config.val_records) and (s in clock.evals or (last and si == len(stages) - 1)),
                                           "final": s >= plan.total_steps}
             if clock.first_of_session(s):
