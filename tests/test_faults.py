@@ -301,8 +301,14 @@ def test_data_scripts_run_as_a_user_runs_them(tiny_voc, tmp_path):
 @pytest.mark.slow
 def test_model_scripts_run_as_a_user_runs_them(exported, tiny_records, tmp_path):
     out, report, cfg = exported
-    f16, ref = report["check"]["float16"]["mAP50"], report["check"]["saved_model"]["mAP50"]
-    assert 0.0 <= f16 <= 1.0 and abs(f16 - ref) <= 0.02, (f16, ref)  # float16 is built, checked, and scores as its SavedModel
+    from mask_od.export import parity_failures
+
+    # float16 is built, checked, and decides as its SavedModel by the product's rule (mask_od.parity). Not a fixed
+    # mAP gap: on 20 images a barely trained model's mAP moves 2 points when one faint detection crosses IoU 0.5 (CI
+    # saw 0.166 vs 0.188), while its detections still agree.
+    f16 = report["check"]["float16"]
+    assert 0.0 <= f16["mAP50"] <= 1.0 and parity_failures(report["check"], ["float16"]) == [], f16
+    assert f16["ref_shown"] > 0 and f16["pairs"] > 0, f16  # there was something to agree on
     p = run_script("evaluate.py", "--model", out / "model_float32.tflite", "--records", tiny_records["train_records"],
                    "--out_dir", tmp_path / "ev")  # the records the export's check ran on
     assert p.returncode == 0 and '"mAP50"' in p.stdout, p.stdout + p.stderr
