@@ -108,6 +108,7 @@ class SourceReader:
                     raise SourceError(f"{self.name}: no frame could be read (empty, or a codec OpenCV's FFmpeg lacks)")
                 if not self.live and not (self.loop and self.replayable):
                     self.state = "ended"
+                    print(f"source {self.index} ({self.name}) ended after {got} frames", flush=True)
                     return
                 if not self.live:
                     self.restarts += 1

@@ -11,7 +11,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped "
                    "face-mask model's int8 file at --size)")
     p.add_argument("--size", type=int, choices=[320, 640], default=320, help="input size of the shipped model (without "

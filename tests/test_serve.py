@@ -356,7 +356,9 @@ def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):
     missing = tmp_path / "gone.mp4"
     with running(ServeConfig(sources=[str(missing)], retry_max_s=0.2), TruthDetector()) as (url, m):
         wait_for(lambda: m.readers[0].state == "down" and m.readers[0].restarts >= 2, 20, "the source retried")
-        health = json.loads(get(url + "/api/health")[1])
+        status, body, _ = get(url + "/api/health")
+        health = json.loads(body)
+    assert status == 503  # unhealthy says so in its status too
     err = capfd.readouterr().err
     assert err.count("source 0 (") == 1 and "gone.mp4" in err and "retrying" in err  # once, not at every retry
     assert health["ok"] is False and health["sources"] == ["down"] and "gone.mp4" in health["source_errors"][0]
