@@ -99,6 +99,9 @@ class SourceReader:
             self.state, got = "connecting", 0
             try:
                 for frame in iter_frames(self.source):
+                    if self._said is not None:  # it was said to be down: say it is back
+                        print(f"source {self.index} ({self.name}) up again", file=sys.stderr, flush=True)
+                        self._said = None
                     self.state, self.error, self.retry_at, backoff = "up", None, None, 1.0
                     self._put(frame)
                     got += 1

@@ -173,7 +173,9 @@ def build_app(monitor: Monitor, token: str | None = None, host: str = "127.0.0.1
     async def health():
         states = [r.state for r in monitor.readers]
         errors = [r.error for r in monitor.readers if r.error]
-        ok = monitor._thread.is_alive() and not monitor.stopping.is_set() and any(st != "down" for st in states)
+        # unhealthy: stopped, or no source delivering frames while one is down (ended videos alone are fine)
+        ok = (monitor._thread.is_alive() and not monitor.stopping.is_set()
+              and (any(st not in ("down", "ended") for st in states) or "down" not in states))
         # 503 when unhealthy, so a load balancer, `curl -f` or a container health check sees it without reading JSON
         return JSONResponse({"ok": ok, "sources": states, "source_errors": errors, "frame_errors": monitor.errors,
                              "last_error": monitor.last_error or (errors[-1] if errors else None)},

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--log_path", default=None, help="per-frame detections as JSON lines")
     p.add_argument("--alert_classes", nargs="*", default=["without_mask"], help="classes that raise an alert (none: --alert_classes)")
     p.add_argument("--alert_cooldown_s", type=float, default=5.0)
-    p.add_argument("--max_frames", type=int, default=None)
+    p.add_argument("--max_frames", type=int, default=None, help="stop after this many frames (default: until the source ends)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     from mask_od.detect import Detector

@@ -283,6 +283,8 @@ def test_scripts_give_one_error_line(tmp_path, tiny_voc):
     one_error_line(run_script("detect_live.py", "--model", junk, "--source", tiny_voc.image_dir, "--display", "none"),
                    "junk.tflite", "not a loadable TFLite model")
     one_error_line(run_script("detect_live.py", "--model", tmp_path / "missing", "--display", "none"), "missing")
+    one_error_line(run_script("detect_live.py", "--source", tiny_voc.image_dir, "--display", "none", "--max_frames", "-5"),
+                   "max_frames", "-5")  # the shipped model; a negative count was taken as "0 frames ... reached"
     one_error_line(run_script("capture_images.py", "--source", tmp_path / "nowhere", "--out_dir", tmp_path / "cap"), "nowhere")
 
 

@@ -358,7 +358,21 @@ def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):
         wait_for(lambda: m.readers[0].state == "down" and m.readers[0].restarts >= 2, 20, "the source retried")
         status, body, _ = get(url + "/api/health")
         health = json.loads(body)
-    assert status == 503  # unhealthy says so in its status too
-    err = capfd.readouterr().err
-    assert err.count("source 0 (") == 1 and "gone.mp4" in err and "retrying" in err  # once, not at every retry
-    assert health["ok"] is False and health["sources"] == ["down"] and "gone.mp4" in health["source_errors"][0]
+        assert status == 503  # unhealthy says so in its status too
+        err = capfd.readouterr().err
+        assert err.count("source 0 (") == 1 and "gone.mp4" in err and "retrying" in err  # once, not at every retry
+        assert health["ok"] is False and health["sources"] == ["down"] and "gone.mp4" in health["source_errors"][0]
+        write_known_video(missing)  # the file appears: the next retry plays it, and the terminal says so
+        wait_for(lambda: m.readers[0].state == "ended", 30, "the source back, played once")
+        assert get(url + "/api/health")[0] == 200  # a video that ended, alone, is healthy
+    out, err = capfd.readouterr()
+    assert f"source 0 ({missing}) up again" in err and f"source 0 ({missing}) ended after {N} frames" in out, (out, err)
+
+
+def test_health_is_503_when_a_source_is_down_and_the_others_have_ended(tmp_path, capfd):
+    video = write_known_video(tmp_path / "known.mp4")
+    with running(ServeConfig(sources=[str(video), str(tmp_path / "typo.mp4")], retry_max_s=0.2), TruthDetector()) as (url, m):
+        wait_for(lambda: [r.state for r in m.readers] == ["ended", "down"], 30, "one ended, one down")
+        status, body, _ = get(url + "/api/health")
+    assert status == 503 and json.loads(body)["ok"] is False  # nothing delivers frames and one source is broken
+    assert "source 0 (" in capfd.readouterr().out  # "… ended after N frames" is said
