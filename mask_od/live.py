@@ -289,7 +289,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     from mask_od.sources import SourceError
 
     if max_frames is not None and max_frames < 1:
-        raise SourceError(f"max_frames must be a positive number of frames, got {max_frames} (leave it out, or None in Python, to run until the source ends)")
+        raise SourceError(f"max_frames must be a positive number of frames, got {max_frames} "
+                          "(leave it out, or None in Python, to run until the source ends)")
     path_source = isinstance(source, (str, Path)) and not is_live(source)
     refuse_outputs_on_inputs({"output video": output_video, "log": log_path},
                              [("source", source if path_source else None), ("model", getattr(detector, "path", None))],
