@@ -10,7 +10,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
-    from mask_od.export import INT8_FLOAT_LAYERS, MAX_MAP50_DROP, TFLITE_VARIANTS
+    from mask_od.export import INT8_FLOAT_LAYERS, MAX_MAP50_DROP, NUM_CALIBRATION, TFLITE_VARIANTS
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run_dir", required=True)
@@ -19,7 +19,8 @@ def main(argv=None) -> int:
     p.add_argument("--check_records", default=None, help="records for the parity check (default: the run's val_records)")
     p.add_argument("--calibration_records", default=None, help="records for int8 calibration (default: train_records)")
     p.add_argument("--num_check", type=int, default=50)
-    p.add_argument("--num_calibration", type=int, default=100)
+    p.add_argument("--num_calibration", type=int, default=NUM_CALIBRATION,
+                   help="int8: training images to calibrate on (fewer when the records hold fewer; read as needed, not held in memory)")
     p.add_argument("--which", default="best", choices=["best", "latest"])
     p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel (refused when the 95%% bootstrap interval lies above it)")
     p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,

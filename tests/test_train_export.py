@@ -202,6 +202,7 @@ def test_int8_keeps_its_worst_layers_float(exported):
     out, report, _ = exported
     kept = report["variants"]["int8"]["float_layers"]
     assert len(set(kept)) == len(kept) == INT8_FLOAT_LAYERS
+    assert report["variants"]["int8"]["calibration_images"] == 8  # num_calibration of the fixture (the records hold 20)
     it = Interpreter(str(out / "model_int8.tflite"))
     assert it.get_input_details()[0]["dtype"] == np.uint8
     tensors = {t["index"]: t for t in it.get_tensor_details()}
@@ -209,6 +210,21 @@ def test_int8_keeps_its_worst_layers_float(exported):
     convs = [tensors[o["outputs"][0]]["dtype"] for o in it._get_ops_details() if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     assert np.int8 in convs and np.float32 in convs
     assert all(dtype.get(n) == np.float32 for n in kept), {n: dtype.get(n) for n in kept}
+
+
+def test_calibration_images_are_read_per_pass_and_counted(tiny_records):
+    """int8 calibration reads its images from the records on each pass (the debugger's, then the converter's), one at
+    a time, and counts what a whole pass gave: all 20 when more are asked for, a partial pass leaves the count."""
+    from itertools import islice
+
+    from mask_od.export import RecordImages
+
+    images = RecordImages([tiny_records["train_records"]], 500)
+    assert images.count == 0
+    first = list(images)
+    assert len(first) == images.count == 20 and first[0].dtype == np.uint8 and first[0].ndim == 3
+    assert len(list(islice(images, 3))) == 3 and images.count == 20
+    assert len(list(RecordImages([tiny_records["train_records"]], 5))) == 5
 
 
 def test_checkpoint_and_export_evaluate_the_same(exported, trained_run, tiny_records):
