@@ -115,9 +115,9 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
             shutil.rmtree(export)
         facts = run_facts(run_dir, which)  # steps of the packaged weights
         runs = {str(s): {"run_dir": str(size_runs.get(s, run_dir)), **(run_facts(size_runs[s], which) if s in size_runs else facts)}
-                for s in sizes} if tflite else {}
-        info = {"run_dir": str(run_dir), "backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
-                "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
+                for s in sizes} if tflite else {}  # which run each size's TFLite files come from
+        info = {"run_dir": str(run_dir), "backbone": config.backbone, "anchor_size": config.anchor_size,
+                "trained_image_size": config.image_size, "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
                 **({"tflite_files": tflite_files, "tflite_runs": runs} if tflite else {}),
                 "classes": {str(k): v for k, v in label_map.items()}, **facts, "checkpoint_dtype": "float16",
                 "commit": _commit(), "created": time.strftime("%Y-%m-%d")}
