@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
 from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, read_manifest, tflite_name, write_manifest
@@ -23,24 +23,68 @@ def _commit() -> str:
         return "unknown"
 
 
+def run_facts(run_dir: Path, which: str = "best") -> dict:
+    """What the card says of a run: ``steps`` of the weights packaged from it (``which``), ``training_minutes`` of its plan."""
+    import tensorflow as tf
+
+    from mask_od.runs import weights_checkpoint
+
+    plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
+    return {"steps": int(tf.train.load_variable(weights_checkpoint(run_dir, which), "step/.ATTRIBUTES/VARIABLE_VALUE")),
+            "training_minutes": round(plan.get("spent_seconds", 0) / 60, 1)}
+
+
+def check_size_runs(run_dir: Path, sizes: Sequence[int], size_runs: Mapping[int, Path | str] | None) -> dict[int, Path]:
+    """``size_runs`` as {size: run directory}, once each fits ``run_dir``: a size of ``sizes``, the same label map,
+    backbone and anchor_size (its TFLite files must decide like the packaged checkpoint's classes and anchors).
+    Raises :class:`ShippedModelError` naming both runs and what differs."""
+    from mask_od.config import build_config
+    from mask_od.label_map import read_label_map
+    from mask_od.runs import require_run_dir
+
+    main_cfg, main_lm = build_config(run_dir / "config.yaml"), read_label_map(run_dir / "label_map.pbtxt")
+    out = {}
+    for size, other in (size_runs or {}).items():
+        other = require_run_dir(other)
+        if int(size) not in sizes:
+            raise ShippedModelError(f"size run {other} for {size} px: {size} is not one of the packaged sizes "
+                                    f"{', '.join(map(str, sizes))} (add it to image_size)")
+        cfg, lm = build_config(other / "config.yaml"), read_label_map(other / "label_map.pbtxt")
+        wrong = ([f"label map {dict(lm)} (the main run's: {dict(main_lm)})"] if dict(lm) != dict(main_lm) else []) + [
+            f"{k} {getattr(cfg, k)!r} (the main run's: {getattr(main_cfg, k)!r})"
+            for k in ("backbone", "anchor_size") if getattr(cfg, k) != getattr(main_cfg, k)]
+        if wrong:
+            raise ShippedModelError(f"size run {other} for {size} px does not fit the main run {run_dir}: {'; '.join(wrong)}")
+        out[int(size)] = other
+    return out
+
+
 def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True, image_size: int | Sequence[int] = 320,
                   check_records: str | None = None, num_check: int = 50, card: str = "", examples: tuple = (),
-                  overwrite: bool = False, which: str = "best") -> dict:
+                  overwrite: bool = False, which: str = "best", size_runs: Mapping[int, Path | str] | None = None) -> dict:
     """Write ``out_dir`` from the best (else moving-average, else latest) checkpoint of ``run_dir``:
-    ``checkpoint/model.*`` (no optimizer slots), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` float32 and int8
+    ``checkpoint/model.*`` (model variables only, stored as float16: half the bytes; readers cast it back, see
+    :func:`mask_od.runs.restore_weights`), ``label_map.pbtxt``, ``config.yaml``, with ``tflite`` float32 and int8
     TFLite files at each of ``image_size`` (one size or several; names from :func:`mask_od.shipped.tflite_name`:
     ``model_{variant}.tflite`` at the first, ``model_{size}_{variant}.tflite`` at others), each checked against the
     SavedModel on ``check_records`` like any export (reports kept as ``export_report.json``, ``export_report_{size}.json``),
     ``manifest.json`` (``tflite_files``: size -> variant -> file) and ``README.md``: ``card`` (markdown: data, figures,
     weaknesses) followed by the files and their sha256; ``examples`` (image paths) are copied into ``examples/``. Built
     in a temporary folder and renamed; an existing ``out_dir`` is replaced only with ``overwrite`` and only when it is
-    a packaged model. ``which="latest"``: the raw weights of the latest checkpoint instead. Returns the manifest."""
+    a packaged model. ``which="latest"``: the raw weights of the latest checkpoint instead. ``size_runs``: {size: run
+    directory} whose TFLite files at that size come from that run (e.g. a short fine-tune at 320 started from
+    ``run_dir``), checked by :func:`check_size_runs`; the manifest's ``tflite_runs`` says per size which run, its steps
+    and minutes. Returns the manifest."""
     import tensorflow as tf
 
     from mask_od.export import export_model
-    from mask_od.runs import load_trained_model, require_run_dir, weights_checkpoint
+    from mask_od.runs import cast_checkpoint, load_trained_model, require_run_dir
 
     run_dir, out_dir = require_run_dir(run_dir), Path(out_dir)
+    sizes = [image_size] if isinstance(image_size, int) else [int(s) for s in image_size]
+    if size_runs and not tflite:
+        raise ShippedModelError(f"size runs {', '.join(map(str, size_runs.values()))} give TFLite files: not with tflite=False")
+    size_runs = check_size_runs(run_dir, sizes, size_runs)
     if out_dir.exists():
         refuse_existing(out_dir, overwrite)
         if not (out_dir / MANIFEST).is_file():
@@ -51,31 +95,32 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
     try:
         model, config, label_map = load_trained_model(run_dir, which)
         (tmp / CHECKPOINT).parent.mkdir()
-        tf.train.Checkpoint(model=model).write(str(tmp / CHECKPOINT))
+        float32 = tf.train.Checkpoint(model=model).write(str(tmp / ".float32" / "model"))
+        cast_checkpoint(float32, tmp / CHECKPOINT, "float16")
+        shutil.rmtree(tmp / ".float32")
         shutil.copyfile(run_dir / "label_map.pbtxt", tmp / "label_map.pbtxt")
         shutil.copyfile(run_dir / "config.yaml", tmp / "config.yaml")
         for image in examples:
             (tmp / "examples").mkdir(exist_ok=True)
             shutil.copyfile(image, tmp / "examples" / Path(image).name)
-        sizes = [image_size] if isinstance(image_size, int) else list(image_size)
         reports, tflite_files = {}, {}
         for size in sizes if tflite else []:
             export = tmp / ".export"
-            reports[size] = export_model(run_dir, export, tflite=("float32", "int8"), check_records=check_records,
+            reports[size] = export_model(size_runs.get(size, run_dir), export, tflite=("float32", "int8"), check_records=check_records,
                                          num_check=num_check, image_size=size, which=which)
             tflite_files[str(size)] = {v: tflite_name(size, v, sizes[0]) for v in ("float32", "int8")}
             for v, name in tflite_files[str(size)].items():
                 shutil.move(export / f"model_{v}.tflite", tmp / name)
             shutil.move(export / "export_report.json", tmp / ("export_report.json" if size == sizes[0] else f"export_report_{size}.json"))
             shutil.rmtree(export)
-        plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else {}
-        steps = int(tf.train.load_variable(weights_checkpoint(run_dir, which), "step/.ATTRIBUTES/VARIABLE_VALUE"))  # the packaged weights
-        info = {"backbone": config.backbone, "anchor_size": config.anchor_size, "trained_image_size": config.image_size,
-                "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
-                **({"tflite_files": tflite_files} if tflite else {}),
-                "classes": {str(k): v for k, v in label_map.items()}, "steps": steps,
-                "training_minutes": round(plan.get("spent_seconds", 0) / 60, 1), "commit": _commit(),
-                "created": time.strftime("%Y-%m-%d")}
+        facts = run_facts(run_dir, which)  # steps of the packaged weights
+        runs = {str(s): {"run_dir": str(size_runs.get(s, run_dir)), **(run_facts(size_runs[s], which) if s in size_runs else facts)}
+                for s in sizes} if tflite else {}  # which run each size's TFLite files come from
+        info = {"run_dir": str(run_dir), "backbone": config.backbone, "anchor_size": config.anchor_size,
+                "trained_image_size": config.image_size, "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
+                **({"tflite_files": tflite_files, "tflite_runs": runs} if tflite else {}),
+                "classes": {str(k): v for k, v in label_map.items()}, **facts, "checkpoint_dtype": "float16",
+                "commit": _commit(), "created": time.strftime("%Y-%m-%d")}
         manifest = write_manifest(tmp, info)
         (tmp / "README.md").write_text(model_card(manifest, card, reports), encoding="utf-8")
         replace_path(tmp, out_dir)
@@ -114,6 +159,8 @@ def model_card(manifest: dict, card: str, reports: dict[int, dict] | None) -> st
              f"{manifest['training_minutes']} min of training; stages `{manifest['stages'] or manifest['trained_image_size']}`",
              f"- backbone `{manifest['backbone']}`, anchor_size {manifest['anchor_size']}, classes "
              + ", ".join(f"{k}: {v}" for k, v in manifest["classes"].items())]
+    lines += [f"- the {size} px TFLite files: from run `{r['run_dir']}`, {r['steps']:,} steps, {r['training_minutes']} min of training"
+              for size, r in (manifest.get("tflite_runs") or {}).items() if r["run_dir"] != manifest.get("run_dir")]
     for size, report in (reports or {}).items():
         if not report.get("check") or report["check"].get("skipped"):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,8 @@ def is_run_dir(path: Path | str) -> bool:
 
 def restore_weights(model, path: str | Path) -> str:
     """Load the model weights of a run directory (its ``best/``, else ``averaged/``, else ``checkpoints/``) or a checkpoint prefix into
-    ``model``; returns the checkpoint read. Raises :class:`RunError` when there is none or it does not fit."""
+    ``model`` (built: every variable exists); a float16 checkpoint (a packaged model's) is cast back to float32 on the
+    way (:func:`cast_checkpoint`). Returns the checkpoint read. Raises :class:`RunError` when there is none or it does not fit."""
     import tensorflow as tf
 
     p = Path(path)
@@ -35,10 +37,41 @@ def restore_weights(model, path: str | Path) -> str:
             raise RunError(f"{p}: no checkpoint found to start from (expected checkpoints/ or best/ inside)")
         path = ckpt
     try:
-        tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched().expect_partial()
+        half = [k for k, d in tf.train.load_checkpoint(str(path)).get_variable_to_dtype_map().items() if d == tf.float16]
+        if not half:
+            tf.train.Checkpoint(model=model).read(str(path)).assert_existing_objects_matched().expect_partial()
+        else:  # a packaged checkpoint stored as float16 (mask_od.package): read through a float32 copy
+            with tempfile.TemporaryDirectory(prefix="mask_od_float32_") as tmp:
+                copy = cast_checkpoint(path, Path(tmp) / "model", "float32")
+                tf.train.Checkpoint(model=model).read(copy).assert_existing_objects_matched().expect_partial()
     except (AssertionError, ValueError, tf.errors.NotFoundError) as e:
         raise RunError(f"{path}: checkpoint does not match this model (backbone, image_size or classes differ?): {e}") from None
-    return path
+    return str(path)
+
+
+def cast_checkpoint(src_prefix: str | Path, dst_prefix: str | Path, dtype: str = "float16") -> str:
+    """Copy the checkpoint ``src_prefix`` to ``dst_prefix`` (``.index`` and one ``.data`` shard) with every floating
+    tensor cast to ``dtype`` (``"float16"`` halves a packaged checkpoint; ``"float32"`` makes one the model restores);
+    integer and string tensors (``step``, the object graph ``_CHECKPOINTABLE_OBJECT_GRAPH``) are kept as they are,
+    under the same keys, so ``tf.train.Checkpoint(model=...).read`` matches a float32 copy like the original. Returns
+    ``dst_prefix``. Raises :class:`RunError` naming the tensor when a finite value does not fit ``dtype`` (overflow)."""
+    import tensorflow as tf
+
+    src, dst = str(src_prefix), str(dst_prefix)
+    reader = tf.train.load_checkpoint(src)
+    names = sorted(reader.get_variable_to_dtype_map())
+    tensors = []
+    for name in names:
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+            cast = value.astype(dtype)
+            if not np.isfinite(cast).all() and np.isfinite(value).all():
+                raise RunError(f"{src}: {name} holds values up to {np.abs(value).max():.3g}, beyond {dtype}: keep this checkpoint in float32")
+            value = cast
+        tensors.append(tf.constant(value))
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tf.raw_ops.SaveV2(prefix=dst, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+    return dst
 
 
 def require_run_dir(run_dir: Path | str) -> Path:

@@ -1,9 +1,11 @@
 """Packaged detector models (the face-mask model shipped in ``models/face_mask``, or one made with
 ``scripts/package_model.py``): where they are, their ``manifest.json``, and the sha256 check that refuses a damaged file.
 
-A packaged model folder holds ``checkpoint/model.*`` (model variables only), ``label_map.pbtxt``, ``config.yaml`` (the
-run that made it), ``model_float32.tflite`` / ``model_int8.tflite``, ``README.md`` (its model card) and
-``manifest.json``: ``{"files": {relative path: sha256}, "backbone", "anchor_size", "image_size", ...}``."""
+A packaged model folder holds ``checkpoint/model.*`` (model variables only; float16 since issue 24, float32 in older
+packages: :func:`mask_od.runs.restore_weights` reads both), ``label_map.pbtxt``, ``config.yaml`` (the run that made it),
+``model_float32.tflite`` / ``model_int8.tflite``, ``README.md`` (its model card) and ``manifest.json``:
+``{"files": {relative path: sha256}, "backbone", "anchor_size", "tflite_files", "tflite_runs" (size -> the run its
+TFLite files come from, its steps and minutes; absent in older packages), ...}``."""
 
 from __future__ import annotations
 

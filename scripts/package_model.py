@@ -1,6 +1,7 @@
 """Package a trained run as a model folder (like models/face_mask): checkpoint (model variables only), TFLite float32
 and int8, label map, config, manifest.json with sha256 sums and a model card.
-python scripts/package_model.py workspace/models/my_ssd_mobilenet_v2_fpnlite workspace/packaged/my_model [--card card.md]"""
+python scripts/package_model.py workspace/models/my_ssd_mobilenet_v2_fpnlite workspace/packaged/my_model [--card card.md]
+  [--image_size 320 640 --size_run 320=workspace/models/my_320_finetune]"""
 
 import argparse
 from pathlib import Path
@@ -10,12 +11,23 @@ from mask_od.runtime import quiet_tensorflow
 quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
+def size_run(text: str) -> tuple[int, str]:
+    """``SIZE=RUN_DIR`` -> (size, run directory)."""
+    size, sep, run = text.partition("=")
+    if not sep or not size.isdigit() or not run:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SIZE=RUN_DIR, e.g. 320=workspace/models/run_320")
+    return int(size), run
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("run_dir", help="run directory (what training leaves)")
     p.add_argument("out_dir", help="the model folder to write")
     p.add_argument("--image_size", type=int, nargs="+", default=[320],
                    help="input size(s) of the TFLite files, e.g. 320 640 (the first: model_{float32,int8}.tflite, others: model_SIZE_*.tflite)")
+    p.add_argument("--size_run", type=size_run, action="append", default=[], metavar="SIZE=RUN_DIR",
+                   help="the TFLite files at SIZE come from this run (e.g. a short fine-tune at that size started from "
+                   "run_dir; same label map, backbone and anchor_size); checkpoint, config and label map stay run_dir's. Repeatable")
     p.add_argument("--which", default="best", choices=["best", "latest"], help="best: best/ (else the moving average "
                    "averaged/, else the latest checkpoint); latest: the raw weights of the latest checkpoint")
     p.add_argument("--no_tflite", action="store_true", help="checkpoint only")
@@ -35,7 +47,8 @@ def main(argv=None) -> int:
             update_card(a.out_dir, card)
             return 0
         package_model(a.run_dir, a.out_dir, tflite=not a.no_tflite, image_size=a.image_size, check_records=a.check_records,
-                      num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite, which=a.which)
+                      num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite, which=a.which,
+                      size_runs=dict(a.size_run))
     except (MaskODError, FileExistsError, OSError) as e:
         print(f"error: {e}")
         return 2

@@ -69,8 +69,8 @@ def test_same_classes_load_every_weight(packaged):
     assert "whole detector" in line
     trained, _, _ = load_trained_model(cfg.output_dir)  # the run's own checkpoint, restored by the object graph
     assert len(trained.weights) == len(model.weights) == len(_file_values(out))
-    for a, b in zip(trained.weights, model.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=b.name)
+    for a, b in zip(trained.weights, model.weights):  # the package stores float16: the run's weights rounded to it
+        np.testing.assert_array_equal(a.numpy().astype(np.float16).astype(np.float32), b.numpy(), err_msg=b.name)
 
 
 def test_other_classes_reinitialise_only_the_class_layer(packaged, tmp_path):
@@ -328,3 +328,136 @@ def test_model_card_counts_the_steps_of_the_packaged_best_weights(trained_run, t
     manifest = package_model(run, tmp_path / "pkg", tflite=False, card="# tiny\n")
     assert manifest["steps"] == best
     assert f"{best:,} steps" in (tmp_path / "pkg" / "README.md").read_text()
+
+
+def test_packaged_checkpoint_is_float16_and_every_reader_restores_it(packaged, tmp_path):
+    """Issue 24: the packaged checkpoint is stored as float16 (half the bytes); transfer (``pretrained: <folder>``) and
+    ``init_checkpoint: <folder>/checkpoint/model`` restore it into the float32 model, equal to the run's weights
+    rounded to float16; a package of before (float32 checkpoint) still loads exactly."""
+    import tensorflow as tf
+
+    from mask_od.label_map import read_label_map
+    from mask_od.runs import load_trained_model, restore_weights
+    from mask_od.shipped import CHECKPOINT, read_manifest, verify, write_manifest
+    from mask_od.transfer import init_from_packaged
+
+    out, manifest, cfg = packaged
+    dtypes = tf.train.load_checkpoint(str(out / CHECKPOINT)).get_variable_to_dtype_map()
+    assert "_CHECKPOINTABLE_OBJECT_GRAPH" in dtypes and manifest["checkpoint_dtype"] == "float16"
+    floats = {k: d for k, d in dtypes.items() if d.is_floating}
+    assert len(floats) == len(_file_values(out)) and set(floats.values()) == {tf.float16}
+    trained, _, _ = load_trained_model(cfg.output_dir)
+    float32 = tf.train.Checkpoint(model=trained).write(str(tmp_path / "f32" / "model"))  # what packages held before
+    data = "checkpoint/model.data-00000-of-00001"
+    assert manifest["sizes"][data] < 0.55 * Path(float32 + ".data-00000-of-00001").stat().st_size
+    lm = read_label_map(cfg.label_map)
+    rounded = [w.numpy().astype(np.float16).astype(np.float32) for w in trained.weights]
+    via_init = _model(cfg, lm)
+    restore_weights(via_init, out / CHECKPOINT)  # what train does with init_checkpoint
+    for want, w in zip(rounded, via_init.weights, strict=True):
+        np.testing.assert_array_equal(want, w.numpy(), err_msg=w.name)
+    assert any(not np.array_equal(want, w.numpy()) for want, w in zip(rounded, trained.weights))  # rounding is seen
+    old = tmp_path / "old_package"
+    shutil.copytree(out, old)
+    for f in (old / "checkpoint").iterdir():
+        f.unlink()
+    tf.train.Checkpoint(model=trained).write(str(old / CHECKPOINT))
+    write_manifest(old, {k: v for k, v in read_manifest(out).items() if k not in ("files", "sizes", "checkpoint_dtype")})
+    verify(old)
+    for folder, want in ((out, rounded), (old, [w.numpy() for w in trained.weights])):
+        config = dataclasses.replace(cfg, pretrained=str(folder))
+        model = _model(config, lm)
+        assert "whole detector" in init_from_packaged(model, config, lm)
+        for a, w in zip(want, model.weights, strict=True):
+            np.testing.assert_array_equal(a, w.numpy(), err_msg=f"{folder.name}: {w.name}")
+
+
+def _size_run(run_dir, folder: Path, step: int = 777, label_map: dict | None = None, **changes) -> Path:
+    """A second run directory beside ``run_dir``: its config (``changes`` applied), its label map (or ``label_map``),
+    a checkpoint holding only ``step`` and a plan of 90 s: enough for packaging with a stand-in export."""
+    import tensorflow as tf
+
+    from mask_od.config import build_config
+    from mask_od.label_map import write_label_map
+
+    folder.mkdir()
+    build_config(Path(run_dir) / "config.yaml").replace(**changes).save(folder / "config.yaml")
+    if label_map:
+        write_label_map(label_map, folder / "label_map.pbtxt")
+    else:
+        shutil.copyfile(Path(run_dir) / "label_map.pbtxt", folder / "label_map.pbtxt")
+    tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(step, dtype=tf.int64)), str(folder / "checkpoints"),
+                               max_to_keep=1).save(checkpoint_number=step)
+    (folder / "plan.json").write_text(json.dumps({"spent_seconds": 90}))
+    return folder
+
+
+def _stand_in_export(run_dir, out_dir, tflite, image_size, **_):
+    """What package needs of export_model, without converting: files saying which run and size made them."""
+    out_dir.mkdir(parents=True)
+    for v in tflite:
+        (out_dir / f"model_{v}.tflite").write_text(f"{run_dir} {image_size} {v}")
+    report = {"run_dir": str(run_dir), "image_size": image_size}
+    (out_dir / "export_report.json").write_text(json.dumps(report))
+    return report
+
+
+def test_package_takes_a_size_from_another_run(trained_run, tmp_path, monkeypatch):
+    """Issue 24: the 128 px TFLite files come from a second run (a fine-tune at that size); checkpoint, config and label
+    map from the main run; the manifest and the card say which run, its steps and minutes per size."""
+    import mask_od.export as export
+    from mask_od.package import model_card, package_model, update_card
+    from mask_od.shipped import verify
+
+    _, cfg = trained_run
+    monkeypatch.setattr(export, "export_model", _stand_in_export)
+    other = _size_run(cfg.output_dir, tmp_path / "run128")
+    out = tmp_path / "pkg"
+    manifest = package_model(cfg.output_dir, out, image_size=(128, 160), size_runs={128: other}, card="# two runs\n")
+    assert manifest["tflite_runs"] == {"128": {"run_dir": str(other), "steps": 777, "training_minutes": 1.5},
+                                       "160": {"run_dir": str(cfg.output_dir), "steps": manifest["steps"],
+                                               "training_minutes": manifest["training_minutes"]}}
+    assert json.loads((out / "export_report.json").read_text()) == {"run_dir": str(other), "image_size": 128}
+    assert json.loads((out / "export_report_160.json").read_text())["run_dir"] == str(cfg.output_dir)
+    assert (out / "model_int8.tflite").read_text() == f"{other} 128 int8"
+    assert (out / "model_160_float32.tflite").read_text() == f"{cfg.output_dir} 160 float32"
+    assert (out / "config.yaml").read_bytes() == (Path(cfg.output_dir) / "config.yaml").read_bytes()
+    verify(out)
+    line = f"- the 128 px TFLite files: from run `{other}`, 777 steps, 1.5 min of training"
+    update_card(out, "# rewritten\n")
+    card = (out / "README.md").read_text()
+    assert card.startswith("# rewritten") and line in card and card.count("TFLite files: from run") == 1
+    old = {k: v for k, v in manifest.items() if k not in ("tflite_runs", "run_dir")}  # a manifest of before
+    assert "from run" not in model_card(old, "# old", None)
+
+
+def test_size_run_that_does_not_fit_is_refused(trained_run, tmp_path, capsys):
+    """Another label map, anchor size or backbone, or a size not packaged: refused naming the size run and the main
+    run, before anything is written; the script says it in one error line."""
+    import re
+
+    from mask_od.package import package_model
+    from mask_od.shipped import ShippedModelError
+
+    _, cfg = trained_run
+    out = tmp_path / "pkg"
+    classes = _size_run(cfg.output_dir, tmp_path / "classes", label_map={1: "helmet", 2: "no_helmet"})
+    with pytest.raises(ShippedModelError, match=re.escape(f"size run {classes} for 128 px does not fit the main run {cfg.output_dir}: label map")):
+        package_model(cfg.output_dir, out, image_size=128, size_runs={128: classes})
+    anchors = _size_run(cfg.output_dir, tmp_path / "anchors", anchor_size=4.0)
+    with pytest.raises(ShippedModelError, match=r"anchors for 128 px does not fit .*anchor_size 4.0 \(the main run's: 2.0\)"):
+        package_model(cfg.output_dir, out, image_size=(160, 128), size_runs={128: anchors})
+    with pytest.raises(ShippedModelError, match=r"for 320 px: 320 is not one of the packaged sizes 128, 160"):
+        package_model(cfg.output_dir, out, image_size=(128, 160), size_runs={320: _size_run(cfg.output_dir, tmp_path / "r320")})
+    assert not out.exists()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("package_script", ROOT / "scripts" / "package_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([cfg.output_dir, str(out), "--image_size", "128", "--size_run", f"128={classes}"]) == 2
+    printed = capsys.readouterr().out
+    assert printed.startswith("error: size run") and str(classes) in printed and "label map" in printed
+    with pytest.raises(SystemExit):
+        script.main([cfg.output_dir, str(out), "--size_run", "128"])
+    assert "expected SIZE=RUN_DIR" in capsys.readouterr().err and not out.exists()
