@@ -46,7 +46,7 @@ def _backbone_weights() -> str:
     return str(WEIGHTS) if WEIGHTS.is_file() else "imagenet"
 
 
-def ship(minutes: float, overrides: dict) -> None:
+def ship(minutes: float, overrides: dict, run: str = "run") -> None:
     from mask_od.annotations import parse_voc_dir
     from mask_od.config import build_config
     from mask_od.train import train
@@ -59,7 +59,7 @@ def ship(minutes: float, overrides: dict) -> None:
     if not records.exists():
         _records(anns, lm, records)
     print(f"{len(anns)} photos, all used for training", flush=True)
-    config = build_config(RECIPE, train_records=str(records), val_records="", label_map=str(lm), output_dir=str(out / "run"),
+    config = build_config(RECIPE, train_records=str(records), val_records="", label_map=str(lm), output_dir=str(out / run),
                           pretrained=_backbone_weights(), time_budget_min=minutes, **overrides)
     t0 = time.perf_counter()
     result = train(config)
@@ -184,6 +184,8 @@ def main(argv) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["ship", "pfv", "pfv2"])
     p.add_argument("--minutes", type=float, default=60.0, help="ship: training budget")
+    p.add_argument("--run", default="run", help="ship: the run folder's name under benchmarks/results/ship/ (e.g. run_ft320 "
+                   "for a fine-tune at 320 with init_checkpoint=benchmarks/results/ship/run)")
     p.add_argument("--p_minutes", type=float, default=30.0, help="pfv: budget of the model trained on P")
     p.add_argument("--f_minutes", type=float, default=10.0, help="pfv: budget of each fine-tune on F")
     p.add_argument("--f_images", type=int, default=40, help="pfv: photos in F")
@@ -191,7 +193,7 @@ def main(argv) -> None:
     a = p.parse_args(argv)
     assert ROOT.is_dir()
     if a.what == "ship":
-        ship(a.minutes, parse_key_values(a.overrides))
+        ship(a.minutes, parse_key_values(a.overrides), a.run)
     elif a.what == "pfv2":
         pfv2(a.p_minutes, a.f_minutes, a.f_images, parse_key_values(a.overrides))
     else:
