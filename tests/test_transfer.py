@@ -187,7 +187,7 @@ def test_shipped_face_mask_model_is_intact_and_fits_the_defaults():
             "label_map.pbtxt", "config.yaml"} <= set(manifest["files"])
     assert manifest["tflite_files"] == {"320": {"float32": "model_float32.tflite", "int8": "model_int8.tflite"},
                                         "640": {"float32": "model_640_float32.tflite", "int8": "model_640_int8.tflite"}}
-    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 48e6  # four TFLite files: 47.8 MB
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 45e6  # four TFLite files, float16 checkpoint: 42.3 MB
     card = (folder / "README.md").read_text()
     assert all(d in card for d in manifest["files"].values())
     config = build_config()
