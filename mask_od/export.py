@@ -289,6 +289,8 @@ def export_model(
 
     out_dir = Path(out_dir)
     require_run_dir(run_dir)
+    if "int8" in tflite and num_calibration < 1:
+        raise ExportError(f"num_calibration must be at least 1 for the int8 file, got {num_calibration}")
     check_out_dir(run_dir, out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

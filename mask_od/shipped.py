@@ -109,13 +109,14 @@ def verify(folder: Path | str, only: list[str] | None = None) -> dict:
 
 
 def verify_model_file(path: Path | str) -> None:
-    """When ``path`` (a ``.tflite`` file) lies in a packaged model folder, check its sha256; other files pass."""
+    """When ``path`` (a ``.tflite`` file) lies in a packaged model folder, check its sha256 and that of the folder's
+    ``label_map.pbtxt`` (where the class names are read from); other files pass."""
     p = Path(path)
     if (p.parent / MANIFEST).is_file():
-        rel = p.name
-        if rel not in read_manifest(p.parent)["files"]:
+        files = read_manifest(p.parent)["files"]
+        if p.name not in files:
             return
-        verify(p.parent, only=[rel])
+        verify(p.parent, only=[p.name] + [n for n in ("label_map.pbtxt",) if n in files])
 
 
 def checkpoint_files(folder: Path | str) -> list[str]:

@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     p.add_argument("--update_card", action="store_true", help="only rewrite out_dir/README.md from --card (no sums change)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier packaged model there")
     a = p.parse_args(argv)
+    sizes = [size for size, _ in a.size_run]
+    if len(set(sizes)) < len(sizes):
+        p.error(f"--size_run names size {max(sizes, key=sizes.count)} twice: give one run per size")
     from mask_od.errors import MaskODError
     from mask_od.package import package_model, update_card
 

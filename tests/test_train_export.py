@@ -267,6 +267,9 @@ def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
         export_model(cfg.output_dir, out, tflite=())
     with pytest.raises(RunError, match="not a run directory"):
         export_model(tmp_path, tmp_path / "x", tflite=())
+    for n in (0, -3):  # was accepted and calibrated on every image (fresh-user finding)
+        with pytest.raises(ExportError, match=f"num_calibration must be at least 1.*got {n}"):
+            export_model(cfg.output_dir, tmp_path / "x", tflite=("int8",), num_calibration=n)
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp*"))
     blocker = tmp_path / "file"
     blocker.write_text("")

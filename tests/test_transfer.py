@@ -276,6 +276,11 @@ def test_damaged_shipped_tflite_is_refused_by_the_detector(tmp_path):
     tfl.write_bytes(bytes(raw))
     with pytest.raises(ShippedModelError, match="model_int8.tflite: damaged"):
         Detector(tfl)
+    # the class names come from the label map beside it: a renamed class is refused too (fresh-user finding)
+    lm = copy / "label_map.pbtxt"
+    lm.write_text(lm.read_text().replace("mask_weared_incorrect", "mask_worn_wrong"))
+    with pytest.raises(ShippedModelError, match="label_map.pbtxt: damaged"):
+        Detector(copy / "model_float32.tflite")
 
 
 def test_package_refuses_to_replace_a_folder_that_is_not_a_package(trained_run, tmp_path):
@@ -461,3 +466,6 @@ def test_size_run_that_does_not_fit_is_refused(trained_run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([cfg.output_dir, str(out), "--size_run", "128"])
     assert "expected SIZE=RUN_DIR" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):  # one run per size: a second one for the same size is not silently dropped
+        script.main([cfg.output_dir, str(out), "--image_size", "128", "--size_run", f"128={classes}", "--size_run", f"128={anchors}"])
+    assert "names size 128 twice" in capsys.readouterr().err and not out.exists()
