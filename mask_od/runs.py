@@ -37,8 +37,7 @@ def restore_weights(model, path: str | Path) -> str:
             raise RunError(f"{p}: no checkpoint found to start from (expected checkpoints/ or best/ inside)")
         path = ckpt
     try:
-        half = [k for k, d in tf.train.load_checkpoint(str(path)).get_variable_to_dtype_map().items() if d == tf.float16]
-        if not half:
+        if tf.float16 not in tf.train.load_checkpoint(str(path)).get_variable_to_dtype_map().values():
             tf.train.Checkpoint(model=model).read(str(path)).assert_existing_objects_matched().expect_partial()
         else:  # a packaged checkpoint stored as float16 (mask_od.package): read through a float32 copy
             with tempfile.TemporaryDirectory(prefix="mask_od_float32_") as tmp:
