@@ -30,6 +30,7 @@ class Config:
     backbone: str
     image_size: int
     anchor_size: float
+    anchor_aspect_ratios: str
     pretrained: str
     init_checkpoint: str
     max_detections: int
@@ -156,8 +157,28 @@ def _check_ranges(c: dict[str, Any]) -> None:
     except ValueError as e:
         raise ConfigError(f"config key 'class_weights': {e}") from None
     need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
+    try:
+        parse_aspect_ratios(c["anchor_aspect_ratios"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'anchor_aspect_ratios': {e}") from None
     need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
     need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]")
+
+
+def parse_aspect_ratios(text: str) -> tuple[float, ...]:
+    """``"0.5,1.0,2.0"`` -> ``(0.5, 1.0, 2.0)``: anchor width / height ratios, each > 0, at least one, none twice."""
+    out = []
+    for item in (t.strip() for t in str(text).split(",")):
+        try:
+            r = float(item)
+        except ValueError:
+            r = float("nan")
+        if not 0 < r < float("inf"):
+            raise ValueError(f"expected comma-separated ratios > 0 such as 0.5,1.0,2.0, got {item!r} in {text!r}")
+        if r in out:
+            raise ValueError(f"ratio {r} given twice in {text!r}")
+        out.append(r)
+    return tuple(out)
 
 
 def parse_class_weights(text: str) -> dict[str, float]:
@@ -218,6 +239,7 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
                 raise ConfigError(f"{where}: unknown config key {k!r}{hint}; known keys are in {DEFAULTS_PATH}")
             values[k] = _coerce(k, v, defaults[k])
     _check_ranges(values)
+    values["anchor_aspect_ratios"] = ",".join(map(str, parse_aspect_ratios(values["anchor_aspect_ratios"])))  # one spelling
     for k in PATH_KEYS:  # relative to the working directory of the build, saved absolute: runs work from any folder
         if values[k] and not (k == "pretrained" and values[k].lower() in ("imagenet", "none", "null", *SHIPPED)):
             values[k] = str(Path(values[k]).expanduser().absolute())

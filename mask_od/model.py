@@ -28,7 +28,9 @@ class AnchorSpec:
 
     @classmethod
     def from_config(cls, config: Config) -> "AnchorSpec":
-        return cls(anchor_size=config.anchor_size)
+        from mask_od.config import parse_aspect_ratios
+
+        return cls(anchor_size=config.anchor_size, aspect_ratios=parse_aspect_ratios(config.anchor_aspect_ratios))
 
     @property
     def per_location(self) -> int:

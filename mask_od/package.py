@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mask_od.fileio import refuse_existing, remove_path, replace_path, temp_sibling
-from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, read_manifest, tflite_name, write_manifest
+from mask_od.shipped import CHECKPOINT, MANIFEST, ShippedModelError, manifest_anchors, read_manifest, tflite_name, write_manifest
 
 
 def _commit() -> str:
@@ -36,7 +36,7 @@ def run_facts(run_dir: Path, which: str = "best") -> dict:
 
 def check_size_runs(run_dir: Path, sizes: Sequence[int], size_runs: Mapping[int, Path | str] | None) -> dict[int, Path]:
     """``size_runs`` as {size: run directory}, once each fits ``run_dir``: a size of ``sizes``, the same label map,
-    backbone and anchor_size (its TFLite files must decide like the packaged checkpoint's classes and anchors).
+    backbone and anchors (its TFLite files must decide like the packaged checkpoint's classes and anchors).
     Raises :class:`ShippedModelError` naming both runs and what differs."""
     from mask_od.config import build_config
     from mask_od.label_map import read_label_map
@@ -52,7 +52,7 @@ def check_size_runs(run_dir: Path, sizes: Sequence[int], size_runs: Mapping[int,
         cfg, lm = build_config(other / "config.yaml"), read_label_map(other / "label_map.pbtxt")
         wrong = ([f"label map {dict(lm)} (the main run's: {dict(main_lm)})"] if dict(lm) != dict(main_lm) else []) + [
             f"{k} {getattr(cfg, k)!r} (the main run's: {getattr(main_cfg, k)!r})"
-            for k in ("backbone", "anchor_size") if getattr(cfg, k) != getattr(main_cfg, k)]
+            for k in ("backbone", "anchor_size", "anchor_aspect_ratios") if getattr(cfg, k) != getattr(main_cfg, k)]
         if wrong:
             raise ShippedModelError(f"size run {other} for {size} px does not fit the main run {run_dir}: {'; '.join(wrong)}")
         out[int(size)] = other
@@ -117,6 +117,7 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
         runs = {str(s): {"run_dir": str(size_runs.get(s, run_dir)), **(run_facts(size_runs[s], which) if s in size_runs else facts)}
                 for s in sizes} if tflite else {}  # which run each size's TFLite files come from
         info = {"run_dir": str(run_dir), "backbone": config.backbone, "anchor_size": config.anchor_size,
+                "anchor_aspect_ratios": config.anchor_aspect_ratios,
                 "trained_image_size": config.image_size, "stages": config.stages, "tflite_image_size": sizes[0] if tflite else None,
                 **({"tflite_files": tflite_files, "tflite_runs": runs} if tflite else {}),
                 "classes": {str(k): v for k, v in label_map.items()}, **facts, "checkpoint_dtype": "float16",
@@ -157,7 +158,8 @@ def model_card(manifest: dict, card: str, reports: dict[int, dict] | None) -> st
     lines = [card.rstrip(), "", "## Made by", "",
              f"- commit `{manifest['commit']}` of mask_od, {manifest['created']}; {manifest['steps']:,} steps, "
              f"{manifest['training_minutes']} min of training; stages `{manifest['stages'] or manifest['trained_image_size']}`",
-             f"- backbone `{manifest['backbone']}`, anchor_size {manifest['anchor_size']}, classes "
+             f"- backbone `{manifest['backbone']}`, anchor_size {manifest['anchor_size']}, anchor aspect ratios "
+             f"{manifest_anchors(manifest)['anchor_aspect_ratios']}, classes "
              + ", ".join(f"{k}: {v}" for k, v in manifest["classes"].items())]
     lines += [f"- the {size} px TFLite files: from run `{r['run_dir']}`, {r['steps']:,} steps, {r['training_minutes']} min of training"
               for size, r in (manifest.get("tflite_runs") or {}).items() if r["run_dir"] != manifest.get("run_dir")]

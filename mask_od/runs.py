@@ -48,6 +48,19 @@ def restore_weights(model, path: str | Path) -> str:
     return str(path)
 
 
+def source_config(path: str | Path):
+    """The :class:`~mask_od.config.Config` a checkpoint was trained with: ``config.yaml`` of the run directory or
+    packaged model folder ``path`` is, or holds its checkpoint prefix (``RUN/best/ckpt-N``, ``MODEL/checkpoint/model``),
+    found by a ``config.yaml`` beside a ``label_map.pbtxt``. None when there is none (a bare checkpoint)."""
+    from mask_od.config import build_config
+
+    p = Path(path)
+    for folder in ([p] if p.is_dir() else []) + [p.parent, p.parent.parent]:
+        if (folder / "config.yaml").is_file() and (folder / "label_map.pbtxt").is_file():  # a run or a package
+            return build_config(folder / "config.yaml")
+    return None
+
+
 def cast_checkpoint(src_prefix: str | Path, dst_prefix: str | Path, dtype: str = "float16") -> str:
     """Copy the checkpoint ``src_prefix`` to ``dst_prefix`` (``.index`` and one ``.data`` shard) with every floating
     tensor cast to ``dtype`` (``"float16"`` halves a packaged checkpoint; ``"float32"`` makes one the model restores);

@@ -77,6 +77,16 @@ def default_live_model(size: int = 320) -> Path:
     return shipped_tflite(size, "int8")
 
 
+ZOO_ASPECT_RATIOS = "0.5,1.0,2.0"  # every package made before the key existed was trained with these
+
+
+def manifest_anchors(manifest: dict) -> dict:
+    """The anchor keys of a manifest as config values: ``{"anchor_size", "anchor_aspect_ratios"}`` (packages made
+    before ``anchor_aspect_ratios`` existed used the zoo's 0.5,1.0,2.0)."""
+    return {"anchor_size": manifest["anchor_size"],
+            "anchor_aspect_ratios": manifest.get("anchor_aspect_ratios", ZOO_ASPECT_RATIOS)}
+
+
 def read_manifest(folder: Path | str) -> dict:
     path = Path(folder) / MANIFEST
     try:

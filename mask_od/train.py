@@ -104,6 +104,15 @@ def check_inputs(config: Config) -> None:
                              ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
+    if config.init_checkpoint:
+        from mask_od.runs import source_config
+
+        if (made := source_config(config.init_checkpoint)) is not None:
+            wrong = [f"{k} {getattr(made, k)!r} (this config: {getattr(config, k)!r})"
+                     for k in ("backbone", "anchor_size", "anchor_aspect_ratios") if getattr(made, k) != getattr(config, k)]
+            if wrong:  # same tensor shapes can hide other anchors: the weights would load and detect nonsense
+                raise TrainingError(f"{config.init_checkpoint}: init_checkpoint was trained with {'; '.join(wrong)}; set "
+                                    f"{' and '.join(w.split()[0] for w in wrong)} to its values, or start from another checkpoint")
     from mask_od.shipped import is_packaged
 
     if is_packaged(config.pretrained) and not config.init_checkpoint:
@@ -112,7 +121,7 @@ def check_inputs(config: Config) -> None:
         check_packaged(config)  # sha256, backbone and anchors, before the run directory is written
 
 
-MODEL_KEYS = ("backbone", "anchor_size", "stages")  # what a checkpoint's weights were trained for: fixed on resume
+MODEL_KEYS = ("backbone", "anchor_size", "anchor_aspect_ratios", "stages")  # what a checkpoint's weights were trained for: fixed on resume
 
 
 def check_resume(config: Config, run_dir: Path, label_map: dict, train_identity: dict | None = None) -> None:

@@ -21,6 +21,7 @@ from mask_od.shipped import (
     SHIPPED,
     ShippedModelError,
     checkpoint_files,
+    manifest_anchors,
     model_dir,
     verify,
 )
@@ -34,8 +35,8 @@ def check_packaged(config: Config) -> dict:
     manifest = verify(folder, only=checkpoint + ["label_map.pbtxt"])
     if not checkpoint:
         raise ShippedModelError(f"{folder}: the manifest lists no {CHECKPOINT}.* checkpoint files")
-    wrong = [f"{k} {manifest[k]!r} (this config: {getattr(config, k)!r})"
-             for k in ("backbone", "anchor_size") if manifest[k] != getattr(config, k)]
+    made = {"backbone": manifest["backbone"], **manifest_anchors(manifest)}
+    wrong = [f"{k} {v!r} (this config: {getattr(config, k)!r})" for k, v in made.items() if v != getattr(config, k)]
     if wrong:
         raise ShippedModelError(f"{folder}: made for {', '.join(wrong)}: its weights do not fit this model; set "
                                 f"{' and '.join(w.split()[0] for w in wrong)} to the model's, or pretrained: imagenet")

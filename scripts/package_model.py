@@ -27,7 +27,7 @@ def main(argv=None) -> int:
                    help="input size(s) of the TFLite files, e.g. 320 640 (the first: model_{float32,int8}.tflite, others: model_SIZE_*.tflite)")
     p.add_argument("--size_run", type=size_run, action="append", default=[], metavar="SIZE=RUN_DIR",
                    help="the TFLite files at SIZE come from this run (e.g. a short fine-tune at that size started from "
-                   "run_dir; same label map, backbone and anchor_size); checkpoint, config and label map stay run_dir's. Repeatable")
+                   "run_dir; same label map, backbone and anchors); checkpoint, config and label map stay run_dir's. Repeatable")
     p.add_argument("--which", default="best", choices=["best", "latest"], help="best: best/ (else the moving average "
                    "averaged/, else the latest checkpoint); latest: the raw weights of the latest checkpoint")
     p.add_argument("--no_tflite", action="store_true", help="checkpoint only")

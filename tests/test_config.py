@@ -50,6 +50,25 @@ def test_class_weights_are_parsed_and_bad_ones_refused():
             build_config(class_weights=bad)
 
 
+def test_anchor_aspect_ratios_reach_the_anchors_and_bad_ones_are_refused():
+    """The config's ratios (width / height) are the anchors the parser labels against and the model and export decode
+    with: Model Garden's anchor of ratio r at one scale is sqrt(r) wider and sqrt(r) less tall than its square one."""
+    import numpy as np
+
+    from mask_od.model import AnchorSpec, anchor_boxes
+
+    cfg = build_config(anchor_aspect_ratios=" 0.7, 0.9,1.2 ", image_size=128)
+    assert cfg.anchor_aspect_ratios == "0.7,0.9,1.2" and build_config().anchor_aspect_ratios == "0.5,1.0,2.0"
+    assert build_config(anchor_aspect_ratios="1").anchor_aspect_ratios == "1.0"
+    assert AnchorSpec.from_config(cfg).aspect_ratios == (0.7, 0.9, 1.2) and AnchorSpec.from_config(cfg).per_location == 9
+    boxes = np.asarray(anchor_boxes(cfg)["3"]).reshape(-1, 9, 4)[0]  # the 9 anchors of the first location, pixel yxyx
+    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    np.testing.assert_allclose(w / h, [0.7, 0.9, 1.2] * 3, rtol=1e-4)
+    for bad in ("", "a", "0.5,,1", "0", "-1,1", "nan", "inf", "1,1.0"):
+        with pytest.raises(ConfigError, match="anchor_aspect_ratios"):
+            build_config(anchor_aspect_ratios=bad)
+
+
 def test_tiny_runs_say_when_they_lose_the_imagenet_start(tmp_path, monkeypatch):
     """Issue 26.9: conftest switched ``pretrained`` to none without a word when ../shared lacked the weights."""
     import conftest

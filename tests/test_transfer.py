@@ -164,6 +164,40 @@ def test_other_anchor_size_or_backbone_is_refused(packaged):
         check_packaged(dataclasses.replace(cfg, pretrained=str(out), anchor_size=4.0))
     with pytest.raises(ShippedModelError, match="backbone 'mobilenet_v2_fpnlite'"):
         check_packaged(dataclasses.replace(cfg, pretrained=str(out), backbone="resnet50_fpn"))
+    with pytest.raises(ShippedModelError, match=r"anchor_aspect_ratios '0.5,1.0,2.0' \(this config: '0.7,0.9,1.2'\)"):
+        check_packaged(cfg.replace(pretrained=str(out), anchor_aspect_ratios="0.7, 0.9, 1.2"))
+
+
+def test_other_anchor_aspect_ratios_are_refused_everywhere(packaged, tmp_path):
+    """Other anchor aspect ratios give the same tensor shapes (3 ratios x 3 scales), so the weights would load and
+    decode boxes against the wrong anchors: refused for a packaged model whose manifest predates the key (the zoo's
+    ratios), for init_checkpoint from a package or run, and when packaging a size run made with other ratios."""
+    import json
+
+    from mask_od.package import check_size_runs
+    from mask_od.shipped import MANIFEST, ShippedModelError
+    from mask_od.train import TrainingError, train
+
+    out, _, cfg = packaged
+    assert json.loads((out / MANIFEST).read_text())["anchor_aspect_ratios"] == "0.5,1.0,2.0"
+    old = tmp_path / "old_pkg"  # a package made before the key existed: the manifest lacks it
+    shutil.copytree(out, old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["anchor_aspect_ratios"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    from mask_od.transfer import check_packaged
+
+    assert check_packaged(cfg.replace(pretrained=str(old)))["anchor_size"] == cfg.anchor_size
+    with pytest.raises(ShippedModelError, match=r"anchor_aspect_ratios '0.5,1.0,2.0' \(this config: '0.75,1.0'\)"):
+        check_packaged(cfg.replace(pretrained=str(old), anchor_aspect_ratios="0.75,1"))
+    run = tmp_path / "run"
+    for init in (out, out / "checkpoint" / "model"):
+        with pytest.raises(TrainingError, match=r"init_checkpoint was trained with anchor_aspect_ratios '0.5,1.0,2.0' "
+                                                r"\(this config: '0.7,0.9,1.2'\)"):
+            train(cfg.replace(init_checkpoint=str(init), anchor_aspect_ratios="0.7,0.9,1.2", output_dir=str(run)), progress=False)
+    assert not run.exists()
+    with pytest.raises(ShippedModelError, match=r"anchor_aspect_ratios '0.7,0.9,1.2' \(the main run's: '0.5,1.0,2.0'\)"):
+        check_size_runs(Path(cfg.output_dir), [128, 160], {128: _size_run(cfg.output_dir, tmp_path / "r", anchor_aspect_ratios="0.7,0.9,1.2")})
 
 
 def test_training_from_packaged_model_prints_one_line(packaged, tiny_records, tmp_path, capsys):
