@@ -107,9 +107,13 @@ def check_inputs(config: Config) -> None:
     if config.init_checkpoint:
         from mask_od.runs import source_config
 
-        if (made := source_config(config.init_checkpoint)) is not None:
+        if (made := source_config(config.init_checkpoint)) is None:
+            print(f"init_checkpoint {config.init_checkpoint}: no config.yaml of its run or package beside it, so its "
+                  f"backbone and anchors are not checked: they must be this config's ({config.backbone}, anchor_size "
+                  f"{config.anchor_size}, anchor_aspect_ratios {config.anchor_aspect_ratios})", flush=True)
+        else:
             wrong = [f"{k} {getattr(made, k)!r} (this config: {getattr(config, k)!r})"
-                     for k in ("backbone", "anchor_size", "anchor_aspect_ratios") if getattr(made, k) != getattr(config, k)]
+                     for k in ANCHOR_KEYS if getattr(made, k) != getattr(config, k)]
             if wrong:  # same tensor shapes can hide other anchors: the weights would load and detect nonsense
                 raise TrainingError(f"{config.init_checkpoint}: init_checkpoint was trained with {'; '.join(wrong)}; set "
                                     f"{' and '.join(w.split()[0] for w in wrong)} to its values, or start from another checkpoint")
@@ -121,7 +125,8 @@ def check_inputs(config: Config) -> None:
         check_packaged(config)  # sha256, backbone and anchors, before the run directory is written
 
 
-MODEL_KEYS = ("backbone", "anchor_size", "anchor_aspect_ratios", "stages")  # what a checkpoint's weights were trained for: fixed on resume
+ANCHOR_KEYS = ("backbone", "anchor_size", "anchor_aspect_ratios")  # a checkpoint made with others does not fit the model
+MODEL_KEYS = (*ANCHOR_KEYS, "stages")  # what a checkpoint's weights were trained for: fixed on resume
 
 
 def check_resume(config: Config, run_dir: Path, label_map: dict, train_identity: dict | None = None) -> None:
@@ -141,12 +146,15 @@ def check_resume(config: Config, run_dir: Path, label_map: dict, train_identity:
                                 f"{run_dir} to fine-tune from it)")
     if (run_dir / "config.yaml").is_file():
         old_cfg = build_config(run_dir / "config.yaml")
-        diff = [f"{k}: {getattr(old_cfg, k)!r} -> {getattr(config, k)!r}" for k in MODEL_KEYS if getattr(old_cfg, k) != getattr(config, k)]
+        changed = [k for k in MODEL_KEYS if getattr(old_cfg, k) != getattr(config, k)]
+        diff = [f"{k}: {getattr(old_cfg, k)!r} -> {getattr(config, k)!r}" for k in changed]
         if not config.stages and old_cfg.image_size != config.image_size:
             diff.append(f"image_size: {old_cfg.image_size} -> {config.image_size}")
         if diff:
+            start = ("its weights do not fit other anchors or another backbone: start from pretrained: imagenet"
+                     if set(changed) & set(ANCHOR_KEYS) else f"init_checkpoint={run_dir} to start from its weights")
             raise TrainingError(f"{run_dir}: cannot resume with another model ({'; '.join(diff)}); choose a new "
-                                f"output_dir (and init_checkpoint={run_dir} to start from its weights)")
+                                f"output_dir ({start})")
     if train_identity is not None:
         from mask_od.runs import resume_differences
 

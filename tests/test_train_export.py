@@ -129,15 +129,30 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_records, tmp_path, cap
     assert steps == sorted(set(steps)) and steps[-1] == killed_at + 4  # steps logged after the checkpoint are not repeated
 
 
-def test_init_checkpoint_must_match(trained_run, tiny_records, tmp_path):
+def test_init_checkpoint_must_match(trained_run, tiny_records, tmp_path, capsys):
+    """A run's checkpoint fits only its backbone and anchors: refused before the run starts when its config.yaml says
+    otherwise; a bare checkpoint (no run around it) is said to be unchecked and then fails to restore."""
+    import shutil
+
+    from mask_od.runs import RunError, weights_checkpoint
     from mask_od.train import TrainingError, train
 
     _, cfg = trained_run
     ok = tiny_config(tiny_records, tmp_path / "ft", steps=2, init_checkpoint=cfg.output_dir, val_records="")
     assert train(ok, progress=False).step == 2  # fine-tune from an earlier run
     bad = tiny_config(tiny_records, tmp_path / "ft2", steps=2, init_checkpoint=cfg.output_dir, val_records="", backbone="resnet50_fpn", pretrained="none")
-    with pytest.raises(TrainingError, match="does not match"):
+    with pytest.raises(TrainingError, match="init_checkpoint was trained with backbone 'mobilenet_v2_fpnlite' "
+                                            r"\(this config: 'resnet50_fpn'\)"):
         train(bad, progress=False)
+    assert not (tmp_path / "ft2").exists()
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    prefix = Path(weights_checkpoint(Path(cfg.output_dir)))
+    for f in prefix.parent.glob(prefix.name + ".*"):
+        shutil.copy(f, loose)
+    with pytest.raises((TrainingError, RunError), match="does not match"):
+        train(bad.replace(init_checkpoint=str(loose / prefix.name)), progress=False)
+    assert "backbone and anchors are not checked" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_with_the_step_and_a_hint(tiny_records, tmp_path):
