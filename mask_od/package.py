@@ -41,6 +41,7 @@ def check_size_runs(run_dir: Path, sizes: Sequence[int], size_runs: Mapping[int,
     from mask_od.config import build_config
     from mask_od.label_map import read_label_map
     from mask_od.runs import require_run_dir
+    from mask_od.train import ANCHOR_KEYS
 
     main_cfg, main_lm = build_config(run_dir / "config.yaml"), read_label_map(run_dir / "label_map.pbtxt")
     out = {}
@@ -52,7 +53,7 @@ def check_size_runs(run_dir: Path, sizes: Sequence[int], size_runs: Mapping[int,
         cfg, lm = build_config(other / "config.yaml"), read_label_map(other / "label_map.pbtxt")
         wrong = ([f"label map {dict(lm)} (the main run's: {dict(main_lm)})"] if dict(lm) != dict(main_lm) else []) + [
             f"{k} {getattr(cfg, k)!r} (the main run's: {getattr(main_cfg, k)!r})"
-            for k in ("backbone", "anchor_size", "anchor_aspect_ratios") if getattr(cfg, k) != getattr(main_cfg, k)]
+            for k in ANCHOR_KEYS if getattr(cfg, k) != getattr(main_cfg, k)]
         if wrong:
             raise ShippedModelError(f"size run {other} for {size} px does not fit the main run {run_dir}: {'; '.join(wrong)}")
         out[int(size)] = other
