@@ -334,7 +334,7 @@ def export_model(
         for v in tflite:  # the files as written, metadata included
             report["variants"][v]["bytes"] = (tmp / f"model_{v}.tflite").stat().st_size
         if check and tflite:
-            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop)
+            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop, shown_as=out_dir)
         elif tflite:
             why = (f"not checked against the SavedModel: {run_dir} has no val_records and no check_records were given "
                    "(pass --check_records); the TFLite files may not decide like the SavedModel")
@@ -378,11 +378,12 @@ def check_records_match(records: str, label_map: dict, label_map_path: Path) -> 
 
 
 def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[str], limit: int = 50,
-                 max_map50_drop: float = MAX_MAP50_DROP, progress: bool = True) -> dict:
+                 max_map50_drop: float = MAX_MAP50_DROP, progress: bool = True, shown_as: Path | str | None = None) -> dict:
     """Run the SavedModel and each TFLite file on ``limit`` images of ``records`` and compare what they decide
     (:func:`mask_od.parity.compare`: detections found by both, score and box agreement, classes output, a paired
     bootstrap interval of the mAP@0.5 difference), with COCO mAP@0.5 (all and per class) of each for the report.
-    Raises :class:`ExportError` naming the file when :func:`parity_failures` finds any; prints one line per file."""
+    Raises :class:`ExportError` naming the file (in ``shown_as``, the folder the export will have, if given) and the
+    files that passed when :func:`parity_failures` finds any; prints one line per file."""
     from mask_od.detect import Detector
     from mask_od.evaluate import evaluate, examples_from_records
     from mask_od.parity import compare
@@ -406,8 +407,13 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
             print(parity_line(f"model_{v}.tflite", out[v]), flush=True)
     problems = parity_failures(out, variants)
     if problems:
-        raise ExportError(f"{export_dir}: TFLite files do not decide like the SavedModel on {len(examples)} images of "
-                          f"{records}: " + "; ".join(problems))
+        refused = [v for v in variants if parity_failures(out, [v])]
+        fit = [v for v in variants if v not in refused]
+        hint = (f"; export only {' '.join(fit)} (tflite / --tflite) to deploy those" if fit else "")
+        if "int8" in refused:
+            hint += "; for int8, more calibration images (num_calibration) or more layers kept float (int8_float_layers) may help"
+        raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {len(examples)} images of "
+                          f"{records}: " + "; ".join(problems) + hint)
     return out
 
 

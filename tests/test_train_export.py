@@ -207,6 +207,25 @@ def test_tflite_agrees_with_saved_model(exported, tiny_records):
     assert report["check"]["float32"]["detections_per_class"] == report["check"]["float32"]["ref_detections_per_class"]
 
 
+def test_a_refused_file_is_named_with_the_files_that_passed(exported, tiny_records, monkeypatch):
+    """When the check refuses a file, the error names the folder the export would have had (not its temporary
+    name), what is wrong, the files that passed (to export alone) and, for int8, what may bring it closer."""
+    from mask_od import export
+    from mask_od.label_map import read_label_map
+    from mask_od.parity import parity_failures as real
+
+    out, _, _ = exported
+    # the real rule, the int8 file judged against an allowance it cannot meet (its mAP@0.5 must rise by a whole point)
+    monkeypatch.setattr("mask_od.parity.parity_failures", lambda c, name, *a: real(c, name, *a) if "int8" in name else [])
+    with pytest.raises(export.ExportError) as e:
+        export.check_tflite(out, tiny_records["four"], read_label_map(tiny_records["label_map"]), ["float32", "int8"],
+                            limit=4, max_map50_drop=-1.0, progress=False, shown_as="exported-models/mine")
+    msg = str(e.value)
+    assert msg.startswith("exported-models/mine: TFLite files do not decide like the SavedModel on 4 images"), msg
+    assert "model_int8.tflite mAP@0.5 is" in msg and "model_float32.tflite" not in msg, msg
+    assert "export only float32 (tflite / --tflite)" in msg and "num_calibration" in msg and "int8_float_layers" in msg, msg
+
+
 def test_int8_keeps_its_worst_layers_float(exported):
     """The int8 file is integer except the layers with the largest quantization error, which are named in the report
     and computed in float; its input stays uint8."""
