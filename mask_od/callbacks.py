@@ -143,7 +143,7 @@ class EvaluateAndKeepBest(Callback):
         self.best = json.loads(self.best_file.read_text()) if self.best_file.exists() else {"mAP50": -1.0}
         self.history_file = self.run_dir / "eval_history.jsonl"
         self.history = [json.loads(x) for x in self.history_file.read_text().splitlines() if x.strip()] if self.history_file.exists() else []
-        self.listeners, self.hook, self.seconds, self._twin = list(listeners), hook, 0.0, None
+        self.listeners, self.hook, self.seconds, self._twin, self._module = list(listeners), hook, 0.0, None, None
 
     def forget_after(self, step: int) -> None:
         """A resumed run redoes the steps after its checkpoint: their evaluations are dropped from the history."""
@@ -180,8 +180,13 @@ class EvaluateAndKeepBest(Callback):
         """COCO metrics of ``model`` (at the run's final size) on the val records."""
         from mask_od.evaluate import evaluate_model
 
-        return evaluate_model(self._final_size_model(model), self.config, self.label_map, self.config.val_records,
-                              out_dir=self.run_dir / "eval" if final else None)
+        from mask_od.inference import make_detection_module
+
+        model = self._final_size_model(model)
+        if self._module is None or self._module[0] is not model:  # traced once per model, not at every evaluation
+            self._module = (model, make_detection_module(model, self.config))
+        return evaluate_model(model, self.config, self.label_map, self.config.val_records,
+                              out_dir=self.run_dir / "eval" if final else None, module=self._module[1])
 
     def evaluate(self, model, step: int, minutes: float, final: bool, raw: dict | None = None) -> dict:
         """Score ``model``, log it and keep it in ``best/`` if it is the best so far. ``raw``: the metrics of the raw

@@ -253,11 +253,14 @@ def format_metrics(m: Mapping) -> str:
             + (f"\n{len(absent)} class(es) not scored, no ground truth box in these images: {', '.join(absent)}" if absent else ""))
 
 
-def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False) -> dict:
-    """COCO metrics of an in-memory model on TFRecords, through the same serving function that export saves."""
+def evaluate_model(model, config: Config, label_map, records, out_dir=None, limit: int | None = None, progress: bool = False,
+                   module=None) -> dict:
+    """COCO metrics of an in-memory model on TFRecords, through the same serving function that export saves
+    (``module``: that function's :func:`mask_od.inference.make_detection_module` of ``model``, made here if None;
+    passing the same one again reads the model's current weights without tracing it again)."""
     from mask_od.inference import detections_from_outputs, make_detection_module
 
-    module = make_detection_module(model, config)
+    module = module or make_detection_module(model, config)
     predict = lambda img: detections_from_outputs(module.serve(img[None]), label_map)  # noqa: E731
     examples = examples_from_records(records, limit, label_map, f"the run's label map ({config.label_map})")
     return evaluate(predict, examples, label_map, out_dir=out_dir, progress=progress)

@@ -96,6 +96,18 @@ class NoImageNetWeights(UserWarning):
     here, because ../shared lacks the weights file: said in the test's warnings and in the report header."""
 
 
+SHARED_RUN = {"trained_run", "exported"}  # session fixtures that train or export (about a minute each)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on the session's tiny trained run and its export form one xdist group: ``make test`` (``--dist
+    loadgroup``) sends them to one worker, which trains and exports once instead of once per worker; the other tests
+    spread over both workers as they finish."""
+    for item in items:
+        if SHARED_RUN & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
+
 def pytest_report_header(config):
     if not WEIGHTS.is_file():
         return (f"{WEIGHTS} is absent: tiny training runs start from random weights (pretrained=none) instead of the "

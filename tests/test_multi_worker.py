@@ -1,6 +1,8 @@
 """Issue 26.10: ``strategy: multi_worker`` run for real: two worker processes on localhost (TF_CONFIG with two loopback
 ports) train a few steps; both finish, only the chief writes the run, and its weights equal those of one process with
-two replicas on the same global batch (the same sum of per-replica losses, so the same arithmetic)."""
+two replicas on the same global batch (the same sum of per-replica losses, so the same arithmetic). That one process
+is ``strategy: mirrored`` on two logical CPU devices standing in for two GPUs (devices are fixed once TF starts: a
+fresh process)."""
 
 import json
 import os
@@ -68,6 +70,9 @@ def test_two_workers_on_localhost_train_like_one_process_with_two_replicas(tiny_
         assert w.returncode == 0, out[-3000:]
         assert "CollectiveAllReduceStrategy: 2 replica(s), global batch 4" in out, out[-3000:]  # MultiWorkerMirroredStrategy
     assert reference.returncode == 0 and "STEP 3" in reference.stdout, reference.stderr[-3000:]
+    assert "MirroredStrategy: 2 replica(s), global batch 4" in reference.stdout, reference.stdout[-3000:]
+    log = [json.loads(x) for x in (tmp_path / "one" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
     # only the chief wrote the run: one checkpoint of step 3, its config and log; no worker folder left behind
     run = tmp_path / "multi"
     assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == ["ckpt-3.index"]
