@@ -291,6 +291,10 @@ def export_model(
     require_run_dir(run_dir)
     if "int8" in tflite and num_calibration < 1:
         raise ExportError(f"num_calibration must be at least 1 for the int8 file, got {num_calibration}")
+    if num_check < 1:
+        raise ExportError(f"num_check must be at least 1 (the images each TFLite file is checked on), got {num_check}")
+    if not 0.0 <= max_map50_drop <= 1.0:
+        raise ExportError(f"max_map50_drop is a fraction of mAP@0.5 between 0 and 1 (0.01 = 1 point), got {max_map50_drop}")
     check_out_dir(run_dir, out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

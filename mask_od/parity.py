@@ -240,8 +240,8 @@ def parity_failures(c: dict, name: str, max_map50_drop: float = MAX_MAP50_DROP) 
                        f"detections {on}, 95% interval {lo:+.3f} to {hi:+.3f}; at most {MAX_SCORE_SHIFT} allowed): "
                        "thresholds would not mean the same")
         elif spread is not None and spread > MAX_SCORE_SPREAD:
-            out.append(f"{name} scores differ by {c['score_spread']:.3f} or more on 10% of {c['pairs']} matched "
-                       f"detections {on} (95% lower bound {spread:.3f}; at most {MAX_SCORE_SPREAD} allowed)")
+            out.append(f"{name} scores differ from the SavedModel's by {c['score_spread']:.3f} at the 90th percentile of "
+                       f"{c['pairs']} matched detections {on} (95% lower bound {spread:.3f}; at most {MAX_SCORE_SPREAD} allowed)")
         if c["box_iou"] < MIN_BOX_IOU:
             out.append(f"{name} boxes overlap the SavedModel's at a median IoU of {c['box_iou']:.2f} over {c['pairs']} "
                        f"matched detections {on} (at least {MIN_BOX_IOU} expected)")

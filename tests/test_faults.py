@@ -42,7 +42,11 @@ def test_1_export_refuses_the_run_its_parent_and_non_exports(trained_run, tmp_pa
     (other / "a.jpg").write_bytes(b"x")
     one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", other, "--overwrite", "--tflite"),
                    "not an export made by mask_od")
-    assert tree_digest(run) == before and (other / "a.jpg").read_bytes() == b"x"
+    # check settings a tester mistook: --num_check 0 checked every image, --max_map50_drop 5 allowed 500 points
+    new = tmp_path / "new_export"
+    one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", new, "--num_check", "0"), "num_check must be at least 1")
+    one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", new, "--max_map50_drop", "5"), "(0.01 = 1 point), got 5.0")
+    assert tree_digest(run) == before and (other / "a.jpg").read_bytes() == b"x" and not new.exists()
 
 
 # --- 2. resuming with another label map writes nothing -------------------------------------------------------------------
