@@ -260,7 +260,8 @@ def evaluate_model(model, config: Config, label_map, records, out_dir=None, limi
     passing the same one again reads the model's current weights without tracing it again)."""
     from mask_od.inference import detections_from_outputs, make_detection_module
 
-    module = module or make_detection_module(model, config)
+    if module is None:
+        module = make_detection_module(model, config)
     predict = lambda img: detections_from_outputs(module.serve(img[None]), label_map)  # noqa: E731
     examples = examples_from_records(records, limit, label_map, f"the run's label map ({config.label_map})")
     return evaluate(predict, examples, label_map, out_dir=out_dir, progress=progress)

@@ -409,10 +409,11 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
         out[v] = score(preds) | compare(ref_preds, preds, gt, sizes, label_map)
         if progress:
             print(parity_line(f"model_{v}.tflite", out[v]), flush=True)
-    problems = parity_failures(out, variants)
+    failures = {v: parity_failures(out, [v]) for v in variants}
+    problems = [f for v in variants for f in failures[v]]
     if problems:
-        refused = [v for v in variants if parity_failures(out, [v])]
-        fit = [v for v in variants if v not in refused]
+        refused = [v for v in variants if failures[v]]
+        fit = [v for v in variants if not failures[v]]
         hint = (f"; export only {' '.join(fit)} (tflite / --tflite) to deploy those" if fit else "")
         if "int8" in refused:
             hint += "; for int8, more calibration images (num_calibration) or more layers kept float (int8_float_layers) may help"
