@@ -252,8 +252,10 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
                 port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
                 on_ready(f"http://{f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{port}/")
 
+    # log_config=None: uvicorn's default calls logging.config.dictConfig, which closes every handler of the process
+    # (TensorFlow's absl handler, a notebook's own); its warnings still reach the terminal (or the user's handlers)
     return Server(uvicorn.Config(build_app(monitor, cfg.token, cfg.host), host=cfg.host, port=cfg.port, log_level="warning",
-                                 access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
+                                 log_config=None, access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
 
 
 def _summary(monitor: Monitor, alert, written: list[str], message: str) -> ServeSummary:

@@ -369,6 +369,26 @@ def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):
     assert f"source 0 ({missing}) up again" in err and f"source 0 ({missing}) ended after {N} frames" in out, (out, err)
 
 
+def test_serving_leaves_the_process_logging_alone(tmp_path):
+    """uvicorn's default logging set-up (dictConfig) closed every handler of the process: TensorFlow's absl handler
+    closed the stream it held, which under pytest was the capture file (CI: 89 errors on one worker after it)."""
+    import io
+    import logging
+
+    from absl import logging as absl_logging
+
+    stream = io.StringIO()
+    handler = absl_logging.PythonHandler(stream)  # closes its stream on close() unless it is sys.stderr/stdout
+    logger = logging.getLogger("mask_od.test.bystander")
+    logger.addHandler(handler)
+    try:
+        with running(ServeConfig(sources=[str(write_known_video(tmp_path / "known.mp4"))]), TruthDetector()) as (url, m):
+            assert get(url + "/api/health")[0] == 200
+        assert not stream.closed and handler in logger.handlers and handler.stream is stream
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_health_is_503_when_a_source_is_down_and_the_others_have_ended(tmp_path, capfd):
     video = write_known_video(tmp_path / "known.mp4")
     with running(ServeConfig(sources=[str(video), str(tmp_path / "typo.mp4")], retry_max_s=0.2), TruthDetector()) as (url, m):
