@@ -338,7 +338,8 @@ def export_model(
         for v in tflite:  # the files as written, metadata included
             report["variants"][v]["bytes"] = (tmp / f"model_{v}.tflite").stat().st_size
         if check and tflite:
-            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop, shown_as=out_dir)
+            report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop, shown_as=out_dir,
+                                           int8=report["variants"].get("int8"))
         elif tflite:
             why = (f"not checked against the SavedModel: {run_dir} has no val_records and no check_records were given "
                    "(pass --check_records); the TFLite files may not decide like the SavedModel")
@@ -382,12 +383,15 @@ def check_records_match(records: str, label_map: dict, label_map_path: Path) -> 
 
 
 def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[str], limit: int = 50,
-                 max_map50_drop: float = MAX_MAP50_DROP, progress: bool = True, shown_as: Path | str | None = None) -> dict:
+                 max_map50_drop: float = MAX_MAP50_DROP, progress: bool = True, shown_as: Path | str | None = None,
+                 int8: dict | None = None) -> dict:
     """Run the SavedModel and each TFLite file on ``limit`` images of ``records`` and compare what they decide
     (:func:`mask_od.parity.compare`: detections found by both, score and box agreement, classes output, a paired
     bootstrap interval of the mAP@0.5 difference), with COCO mAP@0.5 (all and per class) of each for the report.
     Raises :class:`ExportError` naming the file (in ``shown_as``, the folder the export will have, if given) and the
-    files that passed when :func:`parity_failures` finds any; prints one line per file."""
+    files that passed when :func:`parity_failures` finds any (``int8``: the int8 file's ``calibration_images`` and
+    ``float_layers``, named in the hint); prints one line per file, and a warning (also in the figures, ``warning``)
+    when the SavedModel shows no detection to compare on these images."""
     from mask_od.detect import Detector
     from mask_od.evaluate import evaluate, examples_from_records
     from mask_od.parity import compare
@@ -409,6 +413,11 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
         out[v] = score(preds) | compare(ref_preds, preds, gt, sizes, label_map)
         if progress:
             print(parity_line(f"model_{v}.tflite", out[v]), flush=True)
+    if variants and not out[variants[0]]["ref_shown"]:
+        out["warning"] = (f"the SavedModel shows no detection scoring >= {out[variants[0]]['min_score']} on "
+                          f"{_count(len(examples), 'check image')}: the TFLite files were compared on nothing (a model trained "
+                          "too little, or check records of other photos)")
+        print(f"warning: {out['warning']}", flush=True)
     failures = {v: parity_failures(out, [v]) for v in variants}
     problems = [f for v in variants for f in failures[v]]
     if problems:
@@ -416,10 +425,17 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
         fit = [v for v in variants if not failures[v]]
         hint = (f"; export only {' '.join(fit)} (tflite / --tflite) to deploy those" if fit else "")
         if "int8" in refused:
-            hint += "; for int8, more calibration images (num_calibration) or more layers kept float (int8_float_layers) may help"
-        raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {len(examples)} images of "
+            now = (f" than the {int8['calibration_images']} used" if int8 and int8.get("calibration_images") else "")
+            kept = (f" than the {len(int8['float_layers'])} now" if int8 and int8.get("float_layers") is not None else "")
+            hint += (f"; for int8, more calibration images{now} (num_calibration) or more layers kept float{kept} "
+                     "(int8_float_layers) may help")
+        raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {_count(len(examples), 'image')} of "
                           f"{records}: " + "; ".join(problems) + hint)
     return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def parity_line(name: str, c: dict) -> str:
@@ -427,7 +443,7 @@ def parity_line(name: str, c: dict) -> str:
     agree = f"{c['found']} of {c['ref_shown']} SavedModel detections found" if c["ref_shown"] else "no SavedModel detection to find"
     scores = f", scores {c['score_shift']:+.3f} (median)" if c["pairs"] else ""
     lo, hi = c["map50_drop_ci95"]
-    return (f"checked {name} on {c['images']} images: {agree}{scores}, mAP@0.5 drop {100 * c['map50_drop']:+.1f} points "
+    return (f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {100 * c['map50_drop']:+.1f} points "
             f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f})")
 
 

@@ -216,7 +216,7 @@ def parity_failures(c: dict, name: str, max_map50_drop: float = MAX_MAP50_DROP) 
     Every rule is sized by the check set: a handful of images cannot refuse a file for one or two detections, and a
     large set cannot hide a real bug behind an average."""
     out = []
-    on = f"on {c['images']} images"
+    on = f"on {c['images']} image{'s' * (c['images'] != 1)}"
     # a class the SavedModel detects confidently (a few faint ones may round away in int8) and the file never outputs
     gone = [n for n, k in c["ref_shown_per_class"].items() if k and not c["detections_per_class"].get(n)]
     if gone:

@@ -214,16 +214,43 @@ def test_a_refused_file_is_named_with_the_files_that_passed(exported, tiny_recor
     from mask_od.label_map import read_label_map
     from mask_od.parity import parity_failures as real
 
-    out, _, _ = exported
+    out, report, _ = exported
     # the real rule, the int8 file judged against an allowance it cannot meet (its mAP@0.5 must rise by a whole point)
     monkeypatch.setattr("mask_od.parity.parity_failures", lambda c, name, *a: real(c, name, *a) if "int8" in name else [])
     with pytest.raises(export.ExportError) as e:
         export.check_tflite(out, tiny_records["four"], read_label_map(tiny_records["label_map"]), ["float32", "int8"],
-                            limit=4, max_map50_drop=-1.0, progress=False, shown_as="exported-models/mine")
+                            limit=4, max_map50_drop=-1.0, progress=False, shown_as="exported-models/mine",
+                            int8=report["variants"]["int8"])
     msg = str(e.value)
     assert msg.startswith("exported-models/mine: TFLite files do not decide like the SavedModel on 4 images"), msg
     assert "model_int8.tflite mAP@0.5 is" in msg and "model_float32.tflite" not in msg, msg
-    assert "export only float32 (tflite / --tflite)" in msg and "num_calibration" in msg and "int8_float_layers" in msg, msg
+    assert "export only float32 (tflite / --tflite)" in msg, msg
+    n_float = len(report["variants"]["int8"]["float_layers"])
+    assert (f"more calibration images than the 8 used (num_calibration) or more layers kept float than the {n_float} now "
+            "(int8_float_layers)") in msg, msg
+
+
+def test_a_check_on_images_without_detections_says_it_compared_nothing(tiny_records, monkeypatch, tmp_path, capsys):
+    """A SavedModel that finds nothing on the check images (too little training, photos of something else) leaves
+    nothing to compare: said as a warning on the terminal and in the figures, not passed quietly."""
+    from mask_od import export
+    from mask_od.detections import Detections
+    from mask_od.label_map import read_label_map
+
+    label_map = read_label_map(tiny_records["label_map"])
+
+    class FindsNothing:
+        def __init__(self, path, label_map, score_threshold):
+            self.label_map = label_map
+
+        def predict(self, img):
+            return Detections.from_arrays(np.zeros((0, 4), np.float32), [], np.zeros(0, np.float32), self.label_map)
+
+    monkeypatch.setattr("mask_od.detect.Detector", FindsNothing)
+    out = export.check_tflite(tmp_path, tiny_records["four"], label_map, ["float32"], limit=1, progress=True)
+    said = capsys.readouterr().out
+    assert "compared on nothing" in out["warning"] and "on 1 check image:" in out["warning"], out["warning"]
+    assert f"warning: {out['warning']}" in said and "checked model_float32.tflite on 1 image:" in said, said
 
 
 def test_int8_keeps_its_worst_layers_float(exported):
