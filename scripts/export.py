@@ -15,7 +15,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run_dir", required=True)
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--tflite", nargs="*", default=list(TFLITE_VARIANTS), help="TFLite variants (none: --tflite)")
+    p.add_argument("--tflite", nargs="*", default=list(TFLITE_VARIANTS), choices=list(TFLITE_VARIANTS),
+                   help="TFLite variants (none: --tflite)")
     p.add_argument("--check_records", default=None, help="records for the parity check (default: the run's val_records)")
     p.add_argument("--calibration_records", default=None, help="records for int8 calibration (default: train_records)")
     p.add_argument("--num_check", type=int, default=50, help="images of the check records each TFLite file is checked on (at least 1)")
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}")
         return 2
+    except KeyboardInterrupt:  # the export's temporary folder is already removed; an earlier export is untouched
+        print(f"stopped by Ctrl-C: nothing was written to {a.out_dir}")
+        return 130
     print(json.dumps(r, indent=1))
     return 0
 

@@ -4,8 +4,10 @@ issue). Scripts are run as a user runs them, in a subprocess."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,20 @@ def test_1_export_refuses_the_run_its_parent_and_non_exports(trained_run, tmp_pa
     new = tmp_path / "new_export"
     one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", new, "--num_check", "0"), "num_check must be at least 1")
     one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", new, "--max_map50_drop", "5"), "(0.01 = 1 point), got 5.0")
+    one_error_line(run_script("export.py", "--run_dir", run, "--out_dir", new, "--tflite", "int4"), "invalid choice: 'int4'")
     assert tree_digest(run) == before and (other / "a.jpg").read_bytes() == b"x" and not new.exists()
+    # Ctrl-C while the export is being written: one line, no traceback, no temporary folder left, the run untouched
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "export.py"), "--run_dir", str(run), "--out_dir", str(new)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".new_export.tmp-*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and f"stopped by Ctrl-C: nothing was written to {new}" in out, out[-3000:]
+    assert "Traceback" not in out and not new.exists() and not list(tmp_path.glob(".new_export*")), out[-3000:]
+    assert tree_digest(run) == before
 
 
 # --- 2. resuming with another label map writes nothing -------------------------------------------------------------------
