@@ -441,10 +441,9 @@ def _count(n: int, noun: str) -> str:
 def parity_line(name: str, c: dict) -> str:
     """One printed line of a file's agreement with the SavedModel (:func:`mask_od.parity.compare`'s figures)."""
     agree = f"{c['found']} of {c['ref_shown']} SavedModel detections found" if c["ref_shown"] else "no SavedModel detection to find"
-    scores = f", scores {c['score_shift']:+.3f} (median)" if c["pairs"] else ""
-    lo, hi = c["map50_drop_ci95"]
-    return (f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {100 * c['map50_drop']:+.1f} points "
-            f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f})")
+    scores = f", scores {round(c['score_shift'], 3) + 0.0:+.3f} (median)" if c["pairs"] else ""
+    drop, lo, hi = (f"{round(100 * x, 1) + 0.0:+.1f}" for x in (c["map50_drop"], *c["map50_drop_ci95"]))  # never "-0.0"
+    return f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {drop} points (95% interval {lo} to {hi})"
 
 
 def parity_failures(check: dict, variants: Sequence[str]) -> list[str]:

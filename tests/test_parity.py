@@ -186,3 +186,16 @@ def test_score_shift_is_judged_by_its_interval_on_a_few_detections():
     gt3, sizes3, ref3 = make_set(300)
     c = compare(ref3, edit(ref3, lambda b, c, s: (b, c, s - 0.06)), gt3, sizes3, LM)
     assert c["score_shift_ci95"][1] < -MAX_SCORE_SHIFT and any("shifted" in f for f in parity_failures(c, "x")), c
+
+
+def test_parity_line_reads_plainly():
+    """The printed line: a count with its noun, and a drop that rounds to nothing reads +0.0, never -0.0."""
+    from mask_od.export import parity_line
+
+    c = {"images": 1, "found": 6, "ref_shown": 6, "pairs": 6, "score_shift": -0.0002, "map50_drop": -0.0004,
+         "map50_drop_ci95": [-0.0004, 0.0123]}
+    assert parity_line("model_int8.tflite", c) == ("checked model_int8.tflite on 1 image: 6 of 6 SavedModel detections "
+                                                   "found, scores +0.000 (median), mAP@0.5 drop +0.0 points (95% interval "
+                                                   "+0.0 to +1.2)")
+    c |= {"images": 3, "ref_shown": 0, "pairs": 0, "map50_drop": 0.0251}
+    assert parity_line("f", c) == "checked f on 3 images: no SavedModel detection to find, mAP@0.5 drop +2.5 points (95% interval +0.0 to +1.2)"
