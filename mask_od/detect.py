@@ -42,8 +42,9 @@ def resolve_model_path(path: Path | str) -> Path:
             return p
         if (p / "saved_model" / "saved_model.pb").is_file():
             return p / "saved_model"
-        tfl = sorted(p.glob("*.tflite"))
-        raise ModelError(f"{p}: a folder without saved_model.pb" + (f"; did you mean {tfl[0]}?" if tfl else "")
+        tfl = sorted(f.name for f in p.glob("*.tflite"))
+        raise ModelError(f"{p}: a folder without saved_model.pb" + (f"; it holds {', '.join(tfl)}: pass one of them "
+                                                                    "(an int8 file runs fastest)" if tfl else "")
                          + " (pass an export's saved_model/ folder or a .tflite file)")
     if p.suffix != ".tflite":
         raise ModelError(f"{p}: not a .tflite file or a SavedModel folder")

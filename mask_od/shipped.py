@@ -77,6 +77,20 @@ def default_live_model(size: int = 320) -> Path:
     return shipped_tflite(size, "int8")
 
 
+def live_model(model: Path | str | None, size: int | None) -> tuple[Path | str, str | None]:
+    """What ``detect_live.py`` and ``serve.py`` run: ``model`` as given, or the shipped int8 file at ``size`` px (320
+    when None) with the line that says so. Raises :class:`ShippedModelError` when both are given: ``--size`` picks a
+    file of the shipped model, and an export keeps the size it was exported at."""
+    if model is not None:
+        if size is not None:
+            raise ShippedModelError(f"--size {size} picks a file of the shipped model; {model} keeps the size it was "
+                                    "exported at (drop --size, or export your run at another image_size)")
+        return model, None
+    size = size or 320
+    return default_live_model(size), (f"model: {default_live_model(size)} (the shipped face-mask model at {size} px; "
+                                      "--size 320 or 640; --model to use yours)")
+
+
 ZOO_ASPECT_RATIOS = "0.5,1.0,2.0"  # every package made before the key existed was trained with these
 
 

@@ -14,8 +14,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped "
                    "face-mask model's int8 file at --size)")
-    p.add_argument("--size", type=int, choices=[320, 640], default=320, help="input size of the shipped model (without "
-                   "--model): 320 for webcam close-ups (fast), 640 for door, street and crowd cameras (small faces, ~4x the time)")
+    p.add_argument("--size", type=int, choices=[320, 640], default=None, help="input size of the shipped model (without "
+                   "--model): 320 for webcam close-ups (fast), 640 for door, street and crowd cameras (small faces, ~4x the time; default 320)")
     p.add_argument("--source", default="0", help="camera index, video file, image folder, rtsp:// or http:// URL")
     p.add_argument("--score_threshold", type=float, default=0.5)
     p.add_argument("--max_detections", "--max_boxes", type=int, default=50, help="most detections drawn per frame")
@@ -31,12 +31,12 @@ def main(argv=None) -> int:
     from mask_od.detect import Detector
     from mask_od.errors import MaskODError
     from mask_od.live import AlertHook, run_live
-    from mask_od.shipped import default_live_model
+    from mask_od.shipped import live_model
 
     try:
-        if a.model is None:
-            a.model = default_live_model(a.size)
-            print(f"model: {a.model} (the shipped face-mask model at {a.size} px; --size 320 or 640; --model to use yours)", flush=True)
+        a.model, said = live_model(a.model, a.size)
+        if said:
+            print(said, flush=True)
         det = Detector(a.model, score_threshold=a.score_threshold, max_detections=a.max_detections, num_threads=a.num_threads)
         alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = run_live(det, a.source, a.display, a.output_video, a.log_path, alert, a.max_frames, overwrite=a.overwrite)

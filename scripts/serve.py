@@ -16,8 +16,8 @@ def main(argv=None) -> int:
 
     d, t = ServeConfig(), TrackerConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, choices=[320, 640], default=320, help="input size of the shipped model (without "
-                   "--model): 320 for webcam close-ups (fast), 640 for door, street and crowd cameras (small faces, ~4x the time)")
+    p.add_argument("--size", type=int, choices=[320, 640], default=None, help="input size of the shipped model (without "
+                   "--model): 320 for webcam close-ups (fast), 640 for door, street and crowd cameras (small faces, ~4x the time; default 320)")
     p.add_argument("--source", nargs="+", default=["0"], help="camera indexes, video files, image folders, rtsp:// or http:// URLs")
     p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped model)")
     p.add_argument("--score_threshold", type=float, default=0.3, help="detections handed to the tracker (weak ones only "
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from mask_od.errors import MaskODError
     from mask_od.live import AlertHook
     from mask_od.serve import serve, validate_config
-    from mask_od.shipped import default_live_model
+    from mask_od.shipped import live_model
 
     try:
         token = Path(a.token_file).read_text(encoding="utf-8").strip() if a.token_file else a.token
@@ -54,9 +54,9 @@ def main(argv=None) -> int:
                           loop=a.loop, record_dir=a.record_dir, event_log=a.event_log, overwrite=a.overwrite,
                           max_events=a.max_events, stream_width=a.stream_width, tracker=tracker)
         validate_config(cfg)  # an unsafe bind is refused before the model loads
-        if a.model is None:
-            a.model = default_live_model(a.size)
-            print(f"model: {a.model} (the shipped face-mask model at {a.size} px; --size 320 or 640; --model to use yours)", flush=True)
+        a.model, said = live_model(a.model, a.size)
+        if said:
+            print(said, flush=True)
         det = Detector(a.model, score_threshold=a.score_threshold, num_threads=a.num_threads)
         alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = serve(cfg, det, alert, on_ready=lambda url: print(f"serving on {url}; Ctrl-C stops", flush=True))

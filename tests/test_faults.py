@@ -304,6 +304,15 @@ def test_scripts_give_one_error_line(tmp_path, tiny_voc):
     one_error_line(run_script("detect_live.py", "--model", junk, "--source", tiny_voc.image_dir, "--display", "none"),
                    "junk.tflite", "not a loadable TFLite model")
     one_error_line(run_script("detect_live.py", "--model", tmp_path / "missing", "--display", "none"), "missing")
+    tflites = tmp_path / "tflites"  # a folder of TFLite files (a package, an export without its SavedModel)
+    tflites.mkdir()
+    for name in ("model_float32.tflite", "model_int8.tflite", "model_640_float32.tflite"):
+        (tflites / name).write_bytes(b"x")
+    one_error_line(run_script("detect_live.py", "--model", tflites, "--display", "none"), "without saved_model.pb",
+                   "it holds model_640_float32.tflite, model_float32.tflite, model_int8.tflite: pass one of them")
+    for script in ("detect_live.py", "serve.py"):  # --size picks a shipped file: with --model it was silently ignored
+        one_error_line(run_script(script, "--model", junk, "--size", "640", "--source", tiny_voc.image_dir),
+                       "--size 640 picks a file of the shipped model", "junk.tflite keeps the size it was exported at")
     one_error_line(run_script("detect_live.py", "--source", tiny_voc.image_dir, "--display", "none", "--max_frames", "-5"),
                    "max_frames", "-5")  # the shipped model; a negative count was taken as "0 frames ... reached"
     one_error_line(run_script("capture_images.py", "--source", tmp_path / "nowhere", "--out_dir", tmp_path / "cap"), "nowhere")
