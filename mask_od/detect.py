@@ -43,9 +43,8 @@ def resolve_model_path(path: Path | str) -> Path:
         if (p / "saved_model" / "saved_model.pb").is_file():
             return p / "saved_model"
         tfl = sorted(f.name for f in p.glob("*.tflite"))
-        raise ModelError(f"{p}: a folder without saved_model.pb" + (f"; it holds {', '.join(tfl)}: pass one of them "
-                                                                    "(an int8 file runs fastest)" if tfl else "")
-                         + " (pass an export's saved_model/ folder or a .tflite file)")
+        raise ModelError(f"{p}: a folder without saved_model.pb; pass an export's saved_model/ folder or a .tflite file"
+                         + (f" (it holds {', '.join(tfl)}; an int8 file runs fastest)" if tfl else ""))
     if p.suffix != ".tflite":
         raise ModelError(f"{p}: not a .tflite file or a SavedModel folder")
     return p

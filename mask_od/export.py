@@ -427,8 +427,8 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
         if "int8" in refused:
             now = (f" than the {int8['calibration_images']} used" if int8 and int8.get("calibration_images") else "")
             kept = (f" than the {len(int8['float_layers'])} now" if int8 and int8.get("float_layers") is not None else "")
-            hint += (f"; for int8, more calibration images{now} (num_calibration) or more layers kept float{kept} "
-                     "(int8_float_layers) may help")
+            hint += (f"; for int8, more calibration images{now} (num_calibration; training photos like the ones it will "
+                     f"see, calibration_records) or more layers kept float{kept} (int8_float_layers) may help")
         raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {_count(len(examples), 'image')} of "
                           f"{records}: " + "; ".join(problems) + hint)
     return out

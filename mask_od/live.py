@@ -49,7 +49,8 @@ class LiveSummary:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in self.detections_per_class.items()) or "none"
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), {self.dropped} stale frames dropped; "
+        return (f"{self.frames} frame{'s' * (self.frames != 1)} in {self.seconds:.1f} s ({self.fps:.1f} FPS), "
+                f"{self.dropped} stale frame{'s' * (self.dropped != 1)} dropped; "
                 f"detections {counts}; {self.alerts} alert(s). {self.message}")
 
 

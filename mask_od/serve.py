@@ -267,6 +267,25 @@ def _bind_error(cfg: ServeConfig) -> ServeError:
     return ServeError(f"could not serve on {cfg.host}:{cfg.port} (in use, or not an address of this machine)")
 
 
+def _bind(cfg: ServeConfig):
+    """The server's socket, bound here before anything starts: a port in use is one :class:`ServeError` (uvicorn would
+    log its own line and exit). uvicorn listens on it."""
+    import socket
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        raise _bind_error(cfg) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise _bind_error(cfg) from None
+    return sock
+
+
 def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: Callable[[str], None] | None = None) -> ServeSummary:
     """Run the monitor and its web page until Ctrl-C (or SIGTERM); returns a summary once recordings and the event log
     are finished. Raises :class:`ServeError` before anything starts when the setting is unsafe (see
@@ -275,7 +294,12 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     import signal
 
     validate_config(cfg)
-    monitor = Monitor(cfg, detector, alert)
+    sock = _bind(cfg)
+    try:
+        monitor = Monitor(cfg, detector, alert)
+    except BaseException:
+        sock.close()
+        raise
     note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
             else " (this machine only)")
     server = _server(cfg, monitor, lambda url: (on_ready or print)(url + note))
@@ -284,10 +308,10 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     monitor.start()
     message = "stopped"
     try:
-        server.run()
+        server.run(sockets=[sock])
         if monitor.stopping.is_set():  # set by the signal (Python re-raises SIGINT only where it was not ignored)
             message = "stopped by Ctrl-C or a stop signal"
-    except SystemExit:  # uvicorn exits when it cannot bind
+    except SystemExit:  # uvicorn exits when it cannot start
         raise _bind_error(cfg) from None
     except KeyboardInterrupt:
         message = "stopped by Ctrl-C or a stop signal"
@@ -306,8 +330,13 @@ class BackgroundMonitor:
 
     def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
         validate_config(cfg)
+        self._socket = _bind(cfg)
         self.cfg, self.alert, self.url = cfg, alert, None
-        self.monitor = Monitor(cfg, detector, alert)
+        try:
+            self.monitor = Monitor(cfg, detector, alert)
+        except BaseException:
+            self._socket.close()
+            raise
         ready = threading.Event()
         self._server = _server(cfg, self.monitor, lambda url: (setattr(self, "url", url), ready.set()))
         self.monitor.start()
@@ -322,8 +351,8 @@ class BackgroundMonitor:
 
     def _run(self) -> None:
         try:
-            self._server.run()
-        except SystemExit:  # cannot bind: the constructor says so
+            self._server.run(sockets=[self._socket])
+        except SystemExit:  # uvicorn could not start: the constructor says so
             pass
 
     def stop(self) -> ServeSummary:

@@ -3,6 +3,7 @@ python scripts/export.py --run_dir workspace/models/RUN --out_dir workspace/expo
 
 import argparse
 import json
+import signal
 
 from mask_od.runtime import quiet_tensorflow
 
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # the export's temporary folder is already removed; an earlier export is untouched
         print(f"stopped by Ctrl-C: nothing was written to {a.out_dir}")
         return 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the export is complete: a late Ctrl-C must not make it look failed
     print(json.dumps(r, indent=1))
     return 0
 

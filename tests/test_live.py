@@ -367,3 +367,12 @@ def test_a_camera_recording_plays_at_the_processing_rate(monkeypatch, tmp_path):
     cap.release()
     assert s.frames == 14 and count == 14  # the frames held while measuring are all written
     assert 1.0 <= fps <= 10.5, fps  # at most 1 / 0.1 s (a loaded machine processes fewer); never 30
+
+
+def test_summary_counts_read_plainly():
+    from mask_od.live import LiveSummary
+
+    one = LiveSummary(1, 1, 1.25, 0.8, {"with_mask": 2}, {"with_mask": 1}, 0, "max_frames (1) reached")
+    assert str(one).startswith("1 frame in 1.2 s (0.8 FPS), 1 stale frame dropped; detections with_mask: 2; 0 alert(s)."), str(one)
+    two = LiveSummary(2, 0, 2.0, 1.0, {}, {}, 1, "source ended")
+    assert str(two).startswith("2 frames in 2.0 s (1.0 FPS), 0 stale frames dropped; detections none;"), str(two)

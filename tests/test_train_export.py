@@ -226,8 +226,8 @@ def test_a_refused_file_is_named_with_the_files_that_passed(exported, tiny_recor
     assert "model_int8.tflite mAP@0.5 is" in msg and "model_float32.tflite" not in msg, msg
     assert "export only float32 (tflite / --tflite)" in msg, msg
     n_float = len(report["variants"]["int8"]["float_layers"])
-    assert (f"more calibration images than the 8 used (num_calibration) or more layers kept float than the {n_float} now "
-            "(int8_float_layers)") in msg, msg
+    assert ("more calibration images than the 8 used (num_calibration; training photos like the ones it will see, "
+            f"calibration_records) or more layers kept float than the {n_float} now (int8_float_layers)") in msg, msg
 
 
 def test_a_check_on_images_without_detections_says_it_compared_nothing(tiny_records, monkeypatch, tmp_path, capsys):
