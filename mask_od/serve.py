@@ -61,9 +61,13 @@ def validate_config(cfg: ServeConfig) -> None:
                          "(python -c \"import secrets; print(secrets.token_urlsafe(24))\" makes one)")
     if not cfg.sources:
         raise ServeError("no source given")
-    if not 0 <= cfg.port < 65536 or cfg.max_events < 1 or cfg.stream_width < 32 or not 1 <= cfg.jpeg_quality <= 100:
-        raise ServeError(f"bad setting: port {cfg.port}, max_events {cfg.max_events}, stream_width {cfg.stream_width}, "
-                         f"jpeg_quality {cfg.jpeg_quality}")
+    bad = [f"{name} {value} (allowed: {allowed})" for name, value, ok, allowed in (
+        ("port", cfg.port, 0 <= cfg.port < 65536, "0 to 65535, 0 takes a free port"),
+        ("max_events", cfg.max_events, cfg.max_events >= 1, "1 or more"),
+        ("stream_width", cfg.stream_width, cfg.stream_width >= 32, "32 px or more"),
+        ("jpeg_quality", cfg.jpeg_quality, 1 <= cfg.jpeg_quality <= 100, "1 to 100")) if not ok]
+    if bad:
+        raise ServeError("bad setting: " + "; ".join(bad))
     sources = [s for s in cfg.sources if isinstance(s, (str, Path)) and not is_live(s)]  # files and folders
     refuse_outputs_on_inputs({("event log" if cfg.event_log and p == Path(cfg.event_log) else f"recording {p.name}"): p
                               for p in output_paths(cfg)},

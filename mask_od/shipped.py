@@ -83,8 +83,8 @@ def live_model(model: Path | str | None, size: int | None) -> tuple[Path | str, 
     file of the shipped model, and an export keeps the size it was exported at."""
     if model is not None:
         if size is not None:
-            raise ShippedModelError(f"--size {size} picks a file of the shipped model; {model} keeps the size it was "
-                                    "exported at (drop --size, or export your run at another image_size)")
+            raise ShippedModelError(f"--size {size} picks a file of the shipped model; {model} runs at the size it was "
+                                    "exported at: drop --size")
         return model, None
     size = size or 320
     return default_live_model(size), (f"model: {default_live_model(size)} (the shipped face-mask model at {size} px; "

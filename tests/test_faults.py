@@ -312,7 +312,7 @@ def test_scripts_give_one_error_line(tmp_path, tiny_voc):
                    "(it holds model_640_float32.tflite, model_float32.tflite, model_int8.tflite; an int8 file runs fastest)")
     for script in ("detect_live.py", "serve.py"):  # --size picks a shipped file: with --model it was silently ignored
         one_error_line(run_script(script, "--model", junk, "--size", "640", "--source", tiny_voc.image_dir),
-                       "--size 640 picks a file of the shipped model", "junk.tflite keeps the size it was exported at")
+                       "--size 640 picks a file of the shipped model", "junk.tflite runs at the size it was exported at: drop --size")
     one_error_line(run_script("detect_live.py", "--source", tiny_voc.image_dir, "--display", "none", "--max_frames", "-5"),
                    "max_frames", "-5")  # the shipped model; a negative count was taken as "0 frames ... reached"
     one_error_line(run_script("capture_images.py", "--source", tmp_path / "nowhere", "--out_dir", tmp_path / "cap"), "nowhere")

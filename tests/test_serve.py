@@ -262,6 +262,10 @@ def test_source_names_shown_without_credentials():
 def test_non_loopback_bind_without_token_refuses_to_start(capsys):
     with pytest.raises(ServeError, match="0.0.0.0.*token"):
         validate_config(ServeConfig(host="0.0.0.0"))
+    with pytest.raises(ServeError) as e:  # each bad setting named with what is allowed, and only those
+        validate_config(ServeConfig(sources=["v.mp4"], port=70000, jpeg_quality=0))
+    assert str(e.value) == ("bad setting: port 70000 (allowed: 0 to 65535, 0 takes a free port); jpeg_quality 0 "
+                            "(allowed: 1 to 100)"), str(e.value)
     with pytest.raises(ServeError, match="token must be"):
         validate_config(ServeConfig(host="0.0.0.0", token="short"))
     validate_config(ServeConfig(host="0.0.0.0", token="a-long-enough-token-123"))
