@@ -18,7 +18,7 @@ from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_path, replace_path, temp_sibling
 from mask_od.lite_internals import DETECTION_OUTPUTS, ops_details, order_detection_outputs, postprocess_implements_signature, quantize_calibrated
 from mask_od.metadata import MetadataError, export_metadata
-from mask_od.parity import MAX_MAP50_DROP
+from mask_od.parity import MAX_MAP50_DROP, MIN_BOOTSTRAP_IMAGES
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 INT8_FLOAT_LAYERS = 5  # int8: layers with the largest quantization error kept in float (0 = every layer int8)
@@ -442,8 +442,10 @@ def parity_line(name: str, c: dict) -> str:
     """One printed line of a file's agreement with the SavedModel (:func:`mask_od.parity.compare`'s figures)."""
     agree = f"{c['found']} of {c['ref_shown']} SavedModel detections found" if c["ref_shown"] else "no SavedModel detection to find"
     scores = f", scores {round(c['score_shift'], 3) + 0.0:+.3f} (median)" if c["pairs"] else ""
-    drop, lo, hi = (f"{round(100 * x, 1) + 0.0:+.1f}" for x in (c["map50_drop"], *c["map50_drop_ci95"]))  # never "-0.0"
-    return f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {drop} points (95% interval {lo} to {hi})"
+    drop, lo, hi = (None if x is None else f"{round(100 * x, 1) + 0.0:+.1f}"  # never "-0.0"
+                    for x in (c["map50_drop"], *c["map50_drop_ci95"]))
+    interval = f"95% interval {lo} to {hi}" if lo is not None else f"no interval on fewer than {MIN_BOOTSTRAP_IMAGES} images"
+    return f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {drop} points ({interval})"
 
 
 def parity_failures(check: dict, variants: Sequence[str]) -> list[str]:

@@ -197,5 +197,26 @@ def test_parity_line_reads_plainly():
     assert parity_line("model_int8.tflite", c) == ("checked model_int8.tflite on 1 image: 6 of 6 SavedModel detections "
                                                    "found, scores +0.000 (median), mAP@0.5 drop +0.0 points (95% interval "
                                                    "+0.0 to +1.2)")
-    c |= {"images": 3, "ref_shown": 0, "pairs": 0, "map50_drop": 0.0251}
-    assert parity_line("f", c) == "checked f on 3 images: no SavedModel detection to find, mAP@0.5 drop +2.5 points (95% interval +0.0 to +1.2)"
+    c |= {"images": 3, "ref_shown": 0, "pairs": 0, "map50_drop": 0.0251, "map50_drop_ci95": [None, None]}
+    assert parity_line("f", c) == ("checked f on 3 images: no SavedModel detection to find, mAP@0.5 drop +2.5 points "
+                                   "(no interval on fewer than 10 images)")
+
+
+def test_map50_drop_is_not_judged_on_fewer_than_10_images():
+    """CI: int8 refused for "50.0 points below ... on 1 image (95% interval 50.0 to 50.0)": a bootstrap of one image
+    has no spread. Under 10 images mAP is not judged (the detection rules still are); from 10 on it is."""
+    from mask_od.parity import compare, parity_failures
+
+    for n in (1, 9, 10):
+        gt, sizes, ref = make_set(n)
+        worse = edit(ref[:1], BUGS["no detections"]) + ref[1:]  # image 0 loses every detection
+        c = compare(ref, worse, gt, sizes, LM)
+        failures = parity_failures(c, "model_int8.tflite", max_map50_drop=-1.0)  # any drop at all would be refused
+        assert c["map50_drop"] > 0.01, (n, c["map50_drop"])
+        if n < 10:
+            assert c["map50_drop_ci95"] == [None, None] and not any("mAP@0.5 is" in f for f in failures), (n, failures)
+        else:
+            lo, hi = c["map50_drop_ci95"]
+            assert lo is not None and lo <= c["map50_drop"] <= hi and any("mAP@0.5 is" in f for f in failures), (n, c)
+    one = compare(ref[:1], edit(ref[:1], BUGS["no detections"]), gt[:1], sizes[:1], LM)
+    assert any("agrees on only 0 of" in f for f in parity_failures(one, "model_int8.tflite"))  # the detections are judged
