@@ -18,7 +18,7 @@ from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_path, replace_path, temp_sibling
 from mask_od.lite_internals import DETECTION_OUTPUTS, ops_details, order_detection_outputs, postprocess_implements_signature, quantize_calibrated
 from mask_od.metadata import MetadataError, export_metadata
-from mask_od.parity import MAX_MAP50_DROP, MIN_BOOTSTRAP_IMAGES
+from mask_od.parity import MAX_MAP50_DROP, MIN_BOOTSTRAP_IMAGES, counted
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 INT8_FLOAT_LAYERS = 5  # int8: layers with the largest quantization error kept in float (0 = every layer int8)
@@ -415,7 +415,7 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
             print(parity_line(f"model_{v}.tflite", out[v]), flush=True)
     if variants and not out[variants[0]]["ref_shown"]:
         out["warning"] = (f"the SavedModel shows no detection scoring >= {out[variants[0]]['min_score']} on "
-                          f"{_count(len(examples), 'check image')}: the TFLite files were compared on nothing (a model trained "
+                          f"{counted(len(examples), 'check image')}: the TFLite files were compared on nothing (a model trained "
                           "too little, or check records of other photos)")
         print(f"warning: {out['warning']}", flush=True)
     failures = {v: parity_failures(out, [v]) for v in variants}
@@ -429,13 +429,9 @@ def check_tflite(export_dir: Path, records: str, label_map, variants: Sequence[s
             kept = (f" than the {len(int8['float_layers'])} now" if int8 and int8.get("float_layers") is not None else "")
             hint += (f"; for int8, more calibration images{now} (num_calibration; training photos like the ones it will "
                      f"see, calibration_records) or more layers kept float{kept} (int8_float_layers) may help")
-        raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {_count(len(examples), 'image')} of "
+        raise ExportError(f"{shown_as or export_dir}: TFLite files do not decide like the SavedModel on {counted(len(examples), 'image')} of "
                           f"{records}: " + "; ".join(problems) + hint)
     return out
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def parity_line(name: str, c: dict) -> str:
@@ -445,7 +441,7 @@ def parity_line(name: str, c: dict) -> str:
     drop, lo, hi = (None if x is None else f"{round(100 * x, 1) + 0.0:+.1f}"  # never "-0.0"
                     for x in (c["map50_drop"], *c["map50_drop_ci95"]))
     interval = f"95% interval {lo} to {hi}" if lo is not None else f"no interval on fewer than {MIN_BOOTSTRAP_IMAGES} images"
-    return f"checked {name} on {_count(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {drop} points ({interval})"
+    return f"checked {name} on {counted(c['images'], 'image')}: {agree}{scores}, mAP@0.5 drop {drop} points ({interval})"
 
 
 def parity_failures(check: dict, variants: Sequence[str]) -> list[str]:

@@ -215,12 +215,17 @@ def compare(ref: Sequence[Detections], other: Sequence[Detections], gt: Sequence
     }
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1: "1 image", "3 images"."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def parity_failures(c: dict, name: str, max_map50_drop: float = MAX_MAP50_DROP) -> list[str]:
     """Why the file ``name`` does not decide like its reference, from :func:`compare`'s figures (empty: it does).
     Every rule is sized by the check set: a handful of images cannot refuse a file for one or two detections, and a
     large set cannot hide a real bug behind an average."""
     out = []
-    on = f"on {c['images']} image{'s' * (c['images'] != 1)}"
+    on = f"on {counted(c['images'], 'image')}"
     # a class the SavedModel detects confidently (a few faint ones may round away in int8) and the file never outputs
     gone = [n for n, k in c["ref_shown_per_class"].items() if k and not c["detections_per_class"].get(n)]
     if gone:

@@ -290,6 +290,16 @@ def _bind(cfg: ServeConfig):
     return sock
 
 
+def _bound_monitor(cfg: ServeConfig, detector, alert: Callable | None):
+    """(the bound socket, the monitor, not started): the port is had first, and given back if the monitor fails."""
+    sock = _bind(cfg)
+    try:
+        return sock, Monitor(cfg, detector, alert)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: Callable[[str], None] | None = None) -> ServeSummary:
     """Run the monitor and its web page until Ctrl-C (or SIGTERM); returns a summary once recordings and the event log
     are finished. Raises :class:`ServeError` before anything starts when the setting is unsafe (see
@@ -298,12 +308,7 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     import signal
 
     validate_config(cfg)
-    sock = _bind(cfg)
-    try:
-        monitor = Monitor(cfg, detector, alert)
-    except BaseException:
-        sock.close()
-        raise
+    sock, monitor = _bound_monitor(cfg, detector, alert)
     note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
             else " (this machine only)")
     server = _server(cfg, monitor, lambda url: (on_ready or print)(url + note))
@@ -334,13 +339,8 @@ class BackgroundMonitor:
 
     def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
         validate_config(cfg)
-        self._socket = _bind(cfg)
+        self._socket, self.monitor = _bound_monitor(cfg, detector, alert)
         self.cfg, self.alert, self.url = cfg, alert, None
-        try:
-            self.monitor = Monitor(cfg, detector, alert)
-        except BaseException:
-            self._socket.close()
-            raise
         ready = threading.Event()
         self._server = _server(cfg, self.monitor, lambda url: (setattr(self, "url", url), ready.set()))
         self.monitor.start()

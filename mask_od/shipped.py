@@ -87,8 +87,8 @@ def live_model(model: Path | str | None, size: int | None) -> tuple[Path | str, 
                                     "exported at: drop --size")
         return model, None
     size = size or 320
-    return default_live_model(size), (f"model: {default_live_model(size)} (the shipped face-mask model at {size} px; "
-                                      "--size 320 or 640; --model to use yours)")
+    path = default_live_model(size)
+    return path, f"model: {path} (the shipped face-mask model at {size} px; --size 320 or 640; --model to use yours)"
 
 
 ZOO_ASPECT_RATIOS = "0.5,1.0,2.0"  # every package made before the key existed was trained with these
