@@ -42,6 +42,10 @@ class ServeConfig:
     retry_max_s: float = 30.0  # a dead source is retried after 1, 2, 4 ... s, at most this long apart
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
+    def __post_init__(self):
+        if self.host.startswith("[") and self.host.endswith("]"):  # an IPv6 address as a URL writes it: [::1]
+            self.host = self.host[1:-1]
+
 
 def output_paths(cfg: ServeConfig) -> list[Path]:
     out = [Path(cfg.record_dir) / f"source{i}.mp4" for i in range(len(cfg.sources))] if cfg.record_dir else []

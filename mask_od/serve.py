@@ -51,10 +51,15 @@ def host_is_loopback(host_header: str) -> bool:
     return bool(name) and is_loopback(name)
 
 
+def netloc(host: str, port: int | None = None) -> str:
+    """``host[:port]`` as a URL writes it: an IPv6 address in brackets ("[::1]:8000")."""
+    return (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+
+
 def validate_config(cfg: ServeConfig) -> None:
     """Refuse an unsafe or impossible setting before anything starts (no model loaded, no port bound)."""
     if not is_loopback(cfg.host) and not cfg.token:
-        raise ServeError(f"refusing to bind {cfg.host}: any address but loopback (127.0.0.1) needs a token "
+        raise ServeError(f"refusing to bind {netloc(cfg.host)}: any address but loopback (127.0.0.1) needs a token "
                          "(--token_file FILE, or --token), which every request must then carry")
     if cfg.token is not None and (len(cfg.token) < MIN_TOKEN_LEN or not re.fullmatch(QUERY_KEYS["token"], cfg.token)):
         raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ "
@@ -87,9 +92,10 @@ class ServeSummary:
     message: str
 
     def __str__(self) -> str:
-        people = ", ".join(f"{k} {v}" for k, v in self.unique_people.items())
-        return (f"{self.frames} frames in {self.seconds:.1f} s; people: {people}; {self.events} event(s), {self.alerts} "
-                f"alert(s); {self.message}." + (f" Wrote {', '.join(self.outputs)}." if self.outputs else ""))
+        people = ", ".join(f"{k} {v}" for k, v in self.unique_people.items()) or "none"
+        return (f"{self.frames} frame{'s' * (self.frames != 1)} in {self.seconds:.1f} s; people: {people}; "
+                f"{self.events} event{'s' * (self.events != 1)}, {self.alerts} alert{'s' * (self.alerts != 1)}; "
+                f"{self.message}." + (f" Wrote {', '.join(self.outputs)}." if self.outputs else ""))
 
 
 class TokenGate:
@@ -109,6 +115,9 @@ class TokenGate:
 
         path = scope.get("path", "")
         raw = scope.get("raw_path", path.encode()).decode("latin-1")
+        if path.startswith("//"):  # the page's URL ends in "/": url + "/api/health" asks for //api/health
+            path, raw = "/" + path.lstrip("/"), "/" + raw.lstrip("/")
+            scope = dict(scope, path=path, raw_path=raw.encode("latin-1"))
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=4)
@@ -254,7 +263,7 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
             await super().startup(sockets)
             if self.started:
                 port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
-                on_ready(f"http://{f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{port}/")
+                on_ready(f"http://{netloc(cfg.host, port)}/")
 
     # log_config=None: uvicorn's default calls logging.config.dictConfig, which closes every handler of the process
     # (TensorFlow's absl handler, a notebook's own); its warnings still reach the terminal (or the user's handlers)
@@ -268,7 +277,11 @@ def _summary(monitor: Monitor, alert, written: list[str], message: str) -> Serve
 
 
 def _bind_error(cfg: ServeConfig) -> ServeError:
-    return ServeError(f"could not serve on {cfg.host}:{cfg.port} (in use, or not an address of this machine)")
+    return ServeError(f"could not serve on {netloc(cfg.host, cfg.port)} (in use, or not an address of this machine)")
+
+
+def _start_error(cfg: ServeConfig) -> ServeError:
+    return ServeError(f"the server on {netloc(cfg.host, cfg.port)} did not start (uvicorn's lines above say why)")
 
 
 def _bind(cfg: ServeConfig):
@@ -288,6 +301,12 @@ def _bind(cfg: ServeConfig):
         sock.close()
         raise _bind_error(cfg) from None
     return sock
+
+
+def check_port(cfg: ServeConfig) -> None:
+    """Raise :class:`ServeError` now if ``cfg.host:cfg.port`` cannot be had (in use, not an address of this machine):
+    a script asks before it loads a model; :func:`serve` binds for good later."""
+    _bind(cfg).close()
 
 
 def _bound_monitor(cfg: ServeConfig, detector, alert: Callable | None):
@@ -320,8 +339,8 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
         server.run(sockets=[sock])
         if monitor.stopping.is_set():  # set by the signal (Python re-raises SIGINT only where it was not ignored)
             message = "stopped by Ctrl-C or a stop signal"
-    except SystemExit:  # uvicorn exits when it cannot start
-        raise _bind_error(cfg) from None
+    except SystemExit:  # the port is bound already (_bind): uvicorn stopped for another reason at start-up
+        raise _start_error(cfg) from None
     except KeyboardInterrupt:
         message = "stopped by Ctrl-C or a stop signal"
     finally:
@@ -351,7 +370,7 @@ class BackgroundMonitor:
             pass
         if self.url is None:
             self.stop()
-            raise _bind_error(cfg)
+            raise _start_error(cfg)
 
     def _run(self) -> None:
         try:

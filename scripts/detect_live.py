@@ -17,16 +17,16 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, choices=[320, 640], default=None, help="input size of the shipped model (without "
                    "--model): 320 for webcam close-ups (fast), 640 for door, street and crowd cameras (small faces, ~4x the time; default 320)")
     p.add_argument("--source", default="0", help="camera index, video file, image folder, rtsp:// or http:// URL")
-    p.add_argument("--score_threshold", type=float, default=0.5)
+    p.add_argument("--score_threshold", type=float, default=0.5, help="detections drawn and counted: score at least this (0-1)")
     p.add_argument("--max_detections", "--max_boxes", type=int, default=50, help="most detections drawn per frame")
-    p.add_argument("--num_threads", type=int, default=2)
-    p.add_argument("--display", default="auto", choices=["auto", "window", "none"])
+    p.add_argument("--num_threads", type=int, default=2, help="CPU threads of the TFLite interpreter")
+    p.add_argument("--display", default="auto", choices=["auto", "window", "none"], help="auto: a window where there is a display, else none (Jupyter shows frames inline)")
     p.add_argument("--output_video", default=None, help="write the annotated video here (.mp4)")
     p.add_argument("--log_path", default=None, help="per-frame detections as JSON lines")
     p.add_argument("--alert_classes", nargs="*", default=["without_mask"], help="classes that raise an alert (none: --alert_classes)")
-    p.add_argument("--alert_cooldown_s", type=float, default=5.0)
+    p.add_argument("--alert_cooldown_s", type=float, default=5.0, help="seconds between two alerts")
     p.add_argument("--max_frames", type=int, default=None, help="stop after this many frames (default: until the source ends)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output_video / --log_path")
     a = p.parse_args(argv)
     from mask_od.detect import Detector
     from mask_od.errors import MaskODError

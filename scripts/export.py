@@ -14,17 +14,17 @@ def main(argv=None) -> int:
     from mask_od.export import INT8_FLOAT_LAYERS, MAX_MAP50_DROP, NUM_CALIBRATION, TFLITE_VARIANTS
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--run_dir", required=True)
-    p.add_argument("--out_dir", required=True)
+    p.add_argument("--run_dir", required=True, help="the training run folder (output_dir of train.py: config.yaml, checkpoints)")
+    p.add_argument("--out_dir", required=True, help="new folder for saved_model/, the .tflite files, label_map.pbtxt and export_report.json")
     p.add_argument("--tflite", nargs="*", default=list(TFLITE_VARIANTS), choices=list(TFLITE_VARIANTS),
-                   help="TFLite variants (none: --tflite)")
+                   help="TFLite variants to write (default: " + " ".join(TFLITE_VARIANTS) + "; none: --tflite alone)")
     p.add_argument("--check_records", default=None, help="records for the parity check (default: the run's val_records)")
     p.add_argument("--calibration_records", default=None, help="records for int8 calibration (default: train_records)")
     p.add_argument("--num_check", type=int, default=50, help="images of the check records each TFLite file is checked on (at least 1)")
     p.add_argument("--num_calibration", type=int, default=NUM_CALIBRATION,
                    help="int8: training images to calibrate on (default %(default)s; all of them when the records hold fewer; read as "
                         "needed, not held in memory; the count used is in export_report.json)")
-    p.add_argument("--which", default="best", choices=["best", "latest"])
+    p.add_argument("--which", default="best", choices=["best", "latest"], help="best: the checkpoint that scored highest on val during training (default); latest: the last one")
     p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel, a fraction (0.01 = 1 point; refused when the 95%% bootstrap interval lies above it)")
     p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
                    help="int8: layers with the largest quantization error kept float (0: every layer int8)")

@@ -22,29 +22,29 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped model)")
     p.add_argument("--score_threshold", type=float, default=0.3, help="detections handed to the tracker (weak ones only "
                    "extend people already tracked; a new person needs activation_threshold + 0.1)")
-    p.add_argument("--activation_threshold", type=float, default=t.activation_threshold)
+    p.add_argument("--activation_threshold", type=float, default=t.activation_threshold, help="ByteTrack: a new person starts from a detection scoring at least this + 0.1")
     p.add_argument("--min_frames", type=int, default=t.min_frames, help="frames before a track counts as a person / an event")
     p.add_argument("--lost_s", type=float, default=t.lost_s, help="a person unseen this long is gone")
-    p.add_argument("--num_threads", type=int, default=2)
+    p.add_argument("--num_threads", type=int, default=2, help="CPU threads of the TFLite interpreter")
     p.add_argument("--host", default=d.host, help="127.0.0.1 (default) serves this machine only; any other address needs a token")
-    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--port", type=int, default=d.port, help="0 takes a free port")
     p.add_argument("--token_file", default=None, help="file holding the token every request must carry")
     p.add_argument("--token", default=None, help="the token itself (visible to other users in the process list: prefer --token_file)")
     p.add_argument("--loop", action="store_true", help="play video files and folders again when they end")
     p.add_argument("--record_dir", default=None, help="write the annotated video of each source here (sourceN.mp4)")
     p.add_argument("--event_log", default=None, help="events as JSON lines (.jsonl)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing recordings / event log")
     p.add_argument("--max_events", type=int, default=d.max_events, help="events and face crops kept in memory")
     p.add_argument("--stream_width", type=int, default=d.stream_width, help="largest width of the frames sent to browsers")
     p.add_argument("--alert_classes", nargs="*", default=list(BARE), help="classes that raise an alert, once per person")
-    p.add_argument("--alert_cooldown_s", type=float, default=0.0)
+    p.add_argument("--alert_cooldown_s", type=float, default=0.0, help="seconds between two alerts (each person alerts once anyway)")
     a = p.parse_args(argv)
     from pathlib import Path
 
     from mask_od.detect import Detector
     from mask_od.errors import MaskODError
     from mask_od.live import AlertHook
-    from mask_od.serve import serve, validate_config
+    from mask_od.serve import check_port, serve, validate_config
     from mask_od.shipped import live_model
 
     try:
@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         cfg = ServeConfig(sources=[int(s) if s.isdigit() else s for s in a.source], host=a.host, port=a.port, token=token,
                           loop=a.loop, record_dir=a.record_dir, event_log=a.event_log, overwrite=a.overwrite,
                           max_events=a.max_events, stream_width=a.stream_width, tracker=tracker)
-        validate_config(cfg)  # an unsafe bind is refused before the model loads
+        validate_config(cfg)  # an unsafe bind or a port in use is refused before the model loads
+        check_port(cfg)
         a.model, said = live_model(a.model, a.size)
         if said:
             print(said, flush=True)

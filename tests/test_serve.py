@@ -252,6 +252,14 @@ def test_token_is_needed_everywhere_and_path_like_inputs_are_refused(tmp_path):
                     assert status in (400, 404, 422), (target, status)
 
 
+def test_serve_summary_reads_plainly():
+    from mask_od.serve import ServeSummary
+
+    one = ServeSummary(1, 2.0, {"with_mask": 1}, 1, 1, [], "stopped")
+    assert str(one) == "1 frame in 2.0 s; people: with_mask 1; 1 event, 1 alert; stopped.", str(one)
+    assert str(ServeSummary(3, 2.0, {}, 0, 2, [], "stopped")).startswith("3 frames in 2.0 s; people: none; 0 events, 2 alerts;")
+
+
 def test_source_names_shown_without_credentials():
     from mask_od.monitor import source_name
 
@@ -270,6 +278,10 @@ def test_non_loopback_bind_without_token_refuses_to_start(capsys):
         validate_config(ServeConfig(host="0.0.0.0", token="short"))
     validate_config(ServeConfig(host="0.0.0.0", token="a-long-enough-token-123"))
     validate_config(ServeConfig(host="::1"))
+    assert ServeConfig(host="[::1]").host == "::1"  # as a URL writes it
+    validate_config(ServeConfig(host="[::1]"))
+    with pytest.raises(ServeError, match=r"refusing to bind \[::\]: any address"):
+        validate_config(ServeConfig(host="[::]"))
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -293,8 +305,17 @@ def test_a_port_in_use_is_a_clear_error(tmp_path, capfd):
         assert not list(tmp_path.iterdir())  # nothing started, nothing written
         with pytest.raises(ServeError, match=f"could not serve on 127.0.0.1:{port}"):
             BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=port), TruthDetector())
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+        import serve as script
+
+        t = time.perf_counter()  # the script asks for the port before it loads a model: one line, at once
+        assert script.main(["--source", "0", "--port", str(port)]) == 2 and time.perf_counter() - t < 5
     out, err = capfd.readouterr()
     assert "Errno" not in out + err and "address already in use" not in out + err, (out, err)
+    assert out.strip() == f"error: could not serve on 127.0.0.1:{port} (in use, or not an address of this machine)", out
+    assert "XNNPACK" not in err, err  # no model was loaded
 
 
 def test_notebook_step_waits_for_a_file_source_and_stops_on_a_camera_bound(tmp_path, capsys):
@@ -336,6 +357,9 @@ def test_without_a_token_only_loopback_names_are_answered():
                 assert status == 403 and b"\xff\xd8" not in data and b"unique_people" not in data, (host, target, status)
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", f"[::1]:{port}", "LOCALHOST"):
             assert raw_get(url, "/api/health", host_header=host)[0] == 200, host
+        assert get(url + "//api/health")[0] == 200  # the page's URL ends in "/": url + "/api/health" works too
+        for target in ("//../api/health", "///api/crops/..%2F..%2Fx.jpg", "//etc/passwd"):
+            assert raw_get(url, target)[0] in (400, 404), target
     assert not host_is_loopback("[::1") and host_is_loopback("127.0.0.2:9")
 
 
