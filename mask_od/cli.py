@@ -20,6 +20,35 @@ STEPS = {  # step -> the script module (scripts/*.py, installed as mask_od.scrip
 }
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1 (a score threshold)."""
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not from 0 to 1")
+    return v
+
+
+def at_least(low: float, kind=int):
+    """argparse type: a number (``kind``) of at least ``low``."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{text} is less than {low}")
+        return v
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the script of ``argv[0]`` with the rest of ``argv``; returns its exit code (2 for an unknown step)."""
     argv = list(sys.argv[1:] if argv is None else argv)

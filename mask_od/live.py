@@ -10,12 +10,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from mask_od.detect import draw_detections
 from mask_od.detections import Detections
+from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, replace_path, temp_sibling
 from mask_od.sources import Source, is_live, iter_frames
 
@@ -51,7 +52,40 @@ class LiveSummary:
         counts = ", ".join(f"{k}: {v}" for k, v in self.detections_per_class.items()) or "none"
         return (f"{self.frames} frame{'s' * (self.frames != 1)} in {self.seconds:.1f} s ({self.fps:.1f} FPS), "
                 f"{self.dropped} stale frame{'s' * (self.dropped != 1)} dropped; "
-                f"detections {counts}; {self.alerts} alert(s). {self.message}")
+                f"detections {counts}; {self.alerts} alert{'s' * (self.alerts != 1)}. {self.message.rstrip('.')}.")
+
+
+class AlertClassError(MaskODError, ValueError):
+    """An alert class the model never outputs (a typo, another model's class): its alert could never fire."""
+
+
+def check_alert_classes(classes: Sequence[str], label_map: Mapping[int, str], allowed: Sequence[str] | None = None,
+                        why: str = "") -> None:
+    """Raise :class:`AlertClassError` when a name of ``classes`` is not a class of ``label_map`` ({id: name}), or not
+    one of ``allowed`` (``why`` says why only those)."""
+    names = list(label_map.values())
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise AlertClassError(f"alert class{'es' * (len(unknown) != 1)} {', '.join(map(repr, unknown))} not among the "
+                              f"model's classes ({', '.join(names)}): such an alert could never fire")
+    if allowed is not None and (other := [c for c in classes if c not in allowed]):
+        raise AlertClassError(f"alert class{'es' * (len(other) != 1)} {', '.join(map(repr, other))} would never fire: "
+                              f"{why or 'only ' + ', '.join(allowed) + ' raise alerts'}")
+
+
+def default_alert_classes(given: Sequence[str] | None, label_map: Mapping[int, str], default: Sequence[str],
+                          allowed: Sequence[str] | None = None, why: str = "") -> list[str]:
+    """The alert classes of a script: ``given`` (``--alert_classes``) checked by :func:`check_alert_classes` against
+    ``label_map`` and ``allowed``; None (not given): those of ``default`` the model has, said in one line when it has
+    none of them (a model of other classes: no alerts)."""
+    if given is not None:
+        check_alert_classes(given, label_map, allowed, why)
+        return list(given)
+    chosen = [c for c in default if c in label_map.values()]
+    if not chosen:
+        print(f"alerts off: the model has no class {' or '.join(default)} (its classes: {', '.join(label_map.values())})",
+              flush=True)
+    return chosen
 
 
 class FrameGrabber:
@@ -180,7 +214,7 @@ class AlertHook:
         seen = [n for n in det.names if n in self.classes]
         if not seen or now - self._last < self.cooldown_s:
             return False
-        msg = f"ALERT: {len(seen)} face(s) {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
+        msg = f"ALERT: {len(seen)} face{'s' * (len(seen) != 1)} {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
         try:
             self._queue.put_nowait(msg)
         except queue.Full:
@@ -377,7 +411,7 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
             view.close()
     secs = time.perf_counter() - t0
     if capped:
-        message += (f"; {capped} frame(s) reached max_detections ({cap}): faces beyond the best {cap} were not drawn "
+        message += (f"; {capped} frame{'s' * (capped != 1)} reached max_detections ({cap}): faces beyond the best {cap} were not drawn "
                     "or counted")
     return LiveSummary(n, dropped, secs, n / secs if secs > 0 else 0.0, per_class, frames_with, alert.count if alert else 0,
                        message, str(output_video) if output_video is not None and n else None,

@@ -115,7 +115,7 @@ class SourceReader:
                     raise SourceError(f"{self.name}: no frame could be read (empty, or a codec OpenCV's FFmpeg lacks)")
                 if not self.live and not (self.loop and self.replayable):
                     self.state = "ended"
-                    print(f"source {self.index} ({self.name}) ended after {got} frames", flush=True)
+                    print(f"source {self.index} ({self.name}) ended after {got} frame{'s' * (got != 1)}", flush=True)
                     return
                 if not self.live:
                     self.restarts += 1

@@ -5,6 +5,7 @@ request must carry it; paths and queries that look like anything but these route
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import hmac
 import ipaddress
@@ -53,14 +54,17 @@ def host_is_loopback(host_header: str) -> bool:
 
 def netloc(host: str, port: int | None = None) -> str:
     """``host[:port]`` as a URL writes it: an IPv6 address in brackets ("[::1]:8000")."""
-    return (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return (f"[{host}]" if ":" in host and not host.startswith("[") else host) + (f":{port}" if port is not None else "")
 
 
 def validate_config(cfg: ServeConfig) -> None:
     """Refuse an unsafe or impossible setting before anything starts (no model loaded, no port bound)."""
+    if not cfg.host or not re.fullmatch(r"[A-Za-z0-9.:%_-]+", cfg.host):
+        raise ServeError(f"host {cfg.host!r} is not an address (e.g. 127.0.0.1, ::1, localhost, 0.0.0.0)")
     if not is_loopback(cfg.host) and not cfg.token:
-        raise ServeError(f"refusing to bind {netloc(cfg.host)}: any address but loopback (127.0.0.1) needs a token "
-                         "(--token_file FILE, or --token), which every request must then carry")
+        raise ServeError(f"refusing to bind {netloc(cfg.host)}: any address but this machine's own (127.0.0.1, ::1, "
+                         "localhost) needs a token (--token_file FILE on the command line, token= in Python), which every "
+                         "request must then carry")
     if cfg.token is not None and (len(cfg.token) < MIN_TOKEN_LEN or not re.fullmatch(QUERY_KEYS["token"], cfg.token)):
         raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ "
                          "(python -c \"import secrets; print(secrets.token_urlsafe(24))\" makes one)")
@@ -70,15 +74,21 @@ def validate_config(cfg: ServeConfig) -> None:
         ("port", cfg.port, 0 <= cfg.port < 65536, "0 to 65535, 0 takes a free port"),
         ("max_events", cfg.max_events, cfg.max_events >= 1, "1 or more"),
         ("stream_width", cfg.stream_width, cfg.stream_width >= 32, "32 px or more"),
-        ("jpeg_quality", cfg.jpeg_quality, 1 <= cfg.jpeg_quality <= 100, "1 to 100")) if not ok]
+        ("jpeg_quality", cfg.jpeg_quality, 1 <= cfg.jpeg_quality <= 100, "1 to 100"),
+        ("activation_threshold", cfg.tracker.activation_threshold, 0 <= cfg.tracker.activation_threshold <= 0.9,
+         "0 to 0.9: a new person needs a detection scoring this + 0.1"),
+        ("lost_s", cfg.tracker.lost_s, cfg.tracker.lost_s > 0, "more than 0 s"),
+        ("min_frames", cfg.tracker.min_frames, cfg.tracker.min_frames >= 1, "1 or more")) if not ok]
     if bad:
         raise ServeError("bad setting: " + "; ".join(bad))
     sources = [s for s in cfg.sources if isinstance(s, (str, Path)) and not is_live(s)]  # files and folders
     refuse_outputs_on_inputs({("event log" if cfg.event_log and p == Path(cfg.event_log) else f"recording {p.name}"): p
                               for p in output_paths(cfg)},
                              [("source", s) for s in sources], inside=True)
+    if cfg.record_dir and Path(cfg.record_dir).exists() and not Path(cfg.record_dir).is_dir():
+        raise ServeError(f"record_dir {cfg.record_dir} is a file: give a folder (made if missing)")
     for p in output_paths(cfg):
-        refuse_existing(p, cfg.overwrite)
+        refuse_existing(p, cfg.overwrite, file=True)  # a folder there would only be found at the end, losing the events
 
 
 @dataclasses.dataclass
@@ -303,6 +313,20 @@ def _bind(cfg: ServeConfig):
     return sock
 
 
+def read_token(path: Path | str) -> str:
+    """The token stored in the file ``path`` (surrounding whitespace dropped); :class:`ServeError` naming the file when
+    it is missing, a folder, unreadable or empty."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except IsADirectoryError:
+        raise ServeError(f"token file {path} is a folder: give the file that holds the token") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ServeError(f"token file {path} could not be read: {getattr(e, 'strerror', None) or e}") from None
+    if not token:
+        raise ServeError(f"token file {path} is empty: write the token into it")
+    return token
+
+
 def check_port(cfg: ServeConfig) -> None:
     """Raise :class:`ServeError` now if ``cfg.host:cfg.port`` cannot be had (in use, not an address of this machine):
     a script asks before it loads a model; :func:`serve` binds for good later."""
@@ -330,6 +354,8 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     sock, monitor = _bound_monitor(cfg, detector, alert)
     note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
             else " (this machine only)")
+    if cfg.host in ("0.0.0.0", "::"):
+        note += f"; {cfg.host} is every address of this machine: from another one, open it by this machine's name or address"
     server = _server(cfg, monitor, lambda url: (on_ready or print)(url + note))
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None  # SIGTERM ends as cleanly as Ctrl-C
@@ -353,8 +379,11 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
 
 class BackgroundMonitor:
     """The monitor served from a thread of this process, e.g. in a notebook: ``IFrame(m.url, 1200, 700)`` shows the
-    page, ``m.stop()`` ends it and returns the summary (recordings and event log finished). Raises
-    :class:`ServeError` like :func:`serve`. ``cfg.port = 0`` takes a free port."""
+    page, ``m.stop()`` ends it and returns the summary (recordings and event log finished); ``with
+    BackgroundMonitor(...) as m:`` stops it at the block's end, and a process that exits without ``stop()`` stops it on
+    the way out (else its threads die mid-write: an abort, a half-written log). ``m.url`` ends in "/" (``m.url +
+    "api/stats"``; ``"/api/stats"`` works too). Raises :class:`ServeError` like :func:`serve`. ``cfg.port = 0`` takes a
+    free port."""
 
     def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
         validate_config(cfg)
@@ -365,6 +394,8 @@ class BackgroundMonitor:
         self.monitor.start()
         self._thread = threading.Thread(target=self._run, daemon=True, name="monitor-server")
         self._thread.start()
+        atexit.register(self.stop)
+        self._summary: ServeSummary | None = None
         deadline = time.monotonic() + timeout_s
         while not ready.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
             pass
@@ -379,7 +410,17 @@ class BackgroundMonitor:
             pass
 
     def stop(self) -> ServeSummary:
-        self.monitor.stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10.0)
-        return _summary(self.monitor, self.alert, self.monitor.close(), "stopped")
+        """End serving and monitoring; the summary (the same one again on a second call)."""
+        atexit.unregister(self.stop)
+        if getattr(self, "_summary", None) is None:
+            self.monitor.stopping.set()
+            self._server.should_exit = True
+            self._thread.join(timeout=10.0)
+            self._summary = _summary(self.monitor, self.alert, self.monitor.close(), "stopped")
+        return self._summary
+
+    def __enter__(self) -> "BackgroundMonitor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -44,7 +44,7 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
         if isinstance(source, int):
             raise SourceError(
                 f"camera {source} could not be opened: no camera at that index, or it is busy. On Colab use the "
-                "browser webcam cell; elsewhere try another index or pass a video file."
+                "browser webcam cell; elsewhere try another index or pass a video file"
             )
         if stream:
             raise SourceError(f"{source}: the stream could not be opened within {timeout_s:g} s (wrong URL, server down "

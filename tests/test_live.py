@@ -373,6 +373,9 @@ def test_summary_counts_read_plainly():
     from mask_od.live import LiveSummary
 
     one = LiveSummary(1, 1, 1.25, 0.8, {"with_mask": 2}, {"with_mask": 1}, 0, "max_frames (1) reached")
-    assert str(one).startswith("1 frame in 1.2 s (0.8 FPS), 1 stale frame dropped; detections with_mask: 2; 0 alert(s)."), str(one)
+    assert str(one).startswith("1 frame in 1.2 s (0.8 FPS), 1 stale frame dropped; detections with_mask: 2; 0 alerts."), str(one)
+    assert str(one).endswith(".") and not str(one).endswith(".."), str(one)
     two = LiveSummary(2, 0, 2.0, 1.0, {}, {}, 1, "source ended")
     assert str(two).startswith("2 frames in 2.0 s (1.0 FPS), 0 stale frames dropped; detections none;"), str(two)
+    assert str(two).endswith("; 1 alert. source ended."), str(two)
+    assert str(LiveSummary(2, 0, 2.0, 1.0, {}, {}, 1, "source stopped: gone.")).endswith("source stopped: gone."), "one full stop"

@@ -427,3 +427,95 @@ def test_health_is_503_when_a_source_is_down_and_the_others_have_ended(tmp_path,
         status, body, _ = get(url + "/api/health")
     assert status == 503 and json.loads(body)["ok"] is False  # nothing delivers frames and one source is broken
     assert "source 0 (" in capfd.readouterr().out  # "… ended after N frames" is said
+
+
+def test_bad_outputs_hosts_and_tracker_settings_are_refused_before_anything_starts(tmp_path):
+    """A folder as event log was found only at the end, losing every event; a record_dir that is a file gave a raw
+    OSError after the model loaded; out-of-range tracker settings ran and counted no one."""
+    from mask_od.fileio import OutputOnInputError
+
+    for overwrite in (False, True):
+        with pytest.raises(OutputOnInputError, match="is a folder"):
+            validate_config(ServeConfig(sources=["v.mp4"], event_log=str(tmp_path), overwrite=overwrite))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ServeError, match="record_dir .*afile is a file"):
+        validate_config(ServeConfig(sources=["v.mp4"], record_dir=str(tmp_path / "afile")))
+    for host in ("[::1", "", "nonsense host"):
+        with pytest.raises(ServeError, match="is not an address"):
+            validate_config(ServeConfig(host=host))
+    with pytest.raises(ServeError) as e:
+        validate_config(ServeConfig(sources=["v.mp4"], tracker=TrackerConfig(activation_threshold=1.5, lost_s=-1, min_frames=0)))
+    assert all(k in str(e.value) for k in ("activation_threshold 1.5", "lost_s -1", "min_frames 0")), str(e.value)
+
+
+def test_token_files_and_alert_classes_are_checked(tmp_path, capsys):
+    import sys
+
+    from mask_od.live import AlertClassError, default_alert_classes
+    from mask_od.serve import read_token
+    from mask_od.track import BARE
+
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "t.txt").write_text(" a-long-enough-token-123\n")
+    assert read_token(tmp_path / "t.txt") == "a-long-enough-token-123"
+    for path, said in ((tmp_path, "is a folder"), (tmp_path / "empty.txt", "is empty"), (tmp_path / "gone.txt", "could not be read")):
+        with pytest.raises(ServeError, match=f"token file {path} {said}"):
+            read_token(path)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import serve as script
+
+    with pytest.raises(SystemExit):  # argparse: one token, not two
+        script.main(["--token", "a-long-enough-token-123", "--token_file", str(tmp_path / "t.txt")])
+    assert "not both" in capsys.readouterr().err
+    assert script.main(["--host", "0.0.0.0", "--token_file", str(tmp_path)]) == 2
+    assert "token file" in capsys.readouterr().out
+    for bad in (["--score_threshold", "2"], ["--num_threads", "0"], ["--alert_cooldown_s", "-1"]):
+        with pytest.raises(SystemExit):
+            script.main(bad)
+        err = capsys.readouterr().err
+        assert f"argument {bad[0]}: {bad[1]} is " in err, (bad, err)  # "2 is not from 0 to 1", "0 is less than 1"
+    # serve alerts on events (bare faces): another class, or one the model lacks, would never fire
+    with pytest.raises(AlertClassError, match="'bogus' not among the model's classes"):
+        default_alert_classes(["bogus"], LABELS, BARE, BARE)
+    with pytest.raises(AlertClassError, match="'with_mask' would never fire: events"):
+        default_alert_classes(["with_mask"], LABELS, BARE, BARE, "events are for bare faces")
+    assert default_alert_classes(None, LABELS, BARE, BARE) == list(BARE)
+    assert default_alert_classes(["mask_weared_incorrect"], LABELS, ("without_mask",)) == ["mask_weared_incorrect"]  # live: any class
+    assert default_alert_classes(None, {1: "helmet", 2: "no_helmet"}, ("without_mask",)) == []
+    assert "alerts off: the model has no class without_mask" in capsys.readouterr().out
+
+
+def test_a_background_monitor_left_running_is_stopped_when_python_exits(tmp_path):
+    """Without stop(), the process aborted at exit (threads killed mid-write) and the event log stayed a temp file."""
+    import subprocess
+    import sys
+
+    script = f"""
+import time
+import numpy as np
+from mask_od.detections import Detections
+from mask_od.monitor import ServeConfig
+from mask_od.serve import BackgroundMonitor
+
+class Nobody:
+    label_map = {LABELS!r}
+    def predict(self, rgb):
+        return Detections.from_arrays(np.zeros((0, 4), np.float32), [], np.zeros(0, np.float32), self.label_map)
+
+def frames():
+    while True:
+        yield np.zeros((48, 64, 3), np.uint8)
+
+m = BackgroundMonitor(ServeConfig(sources=[frames()], port=0, event_log={str(tmp_path / 'ev.jsonl')!r}), Nobody())
+time.sleep(1.0)
+print("leaving without stop()", flush=True)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0 and "leaving without stop()" in p.stdout, (p.returncode, p.stdout, p.stderr[-2000:])
+    assert [f.name for f in tmp_path.iterdir()] == ["ev.jsonl"], list(tmp_path.iterdir())  # finished, no temp file
+    from mask_od.serve import BackgroundMonitor
+
+    with BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=0), TruthDetector()) as m:
+        assert get(m.url + "api/health")[0] == 200
+    assert m.stop() is m.stop() and m.monitor.stopping.is_set()  # stopped by the block; the same summary again
