@@ -44,6 +44,8 @@ def at_least(low: float, kind=int):
             raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
         if v < low:
             raise argparse.ArgumentTypeError(f"{text} is less than {low}")
+        if v != v or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
         return v
 
     return parse

@@ -17,9 +17,25 @@ class OutputOnInputError(MaskODError, ValueError):
     """An output path is one of the inputs (or a folder holding one), or two outputs are one path."""
 
 
+class OutputPathError(MaskODError, ValueError):
+    """An output path that cannot be made: a part of it that should be a folder is a file."""
+
+
+def refuse_file_in_path(path: Path | str) -> None:
+    """Raise :class:`OutputPathError` when a folder ``path`` needs (it, or one above it) is an existing file."""
+    for folder in [Path(path), *Path(path).parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputPathError(f"{path}: {folder} is a file, not a folder: give a path in a folder")
+            return
+
+
 def refuse_existing(path: Path | str, overwrite: bool, file: bool = False) -> None:
     """Raise FileExistsError (the one wording everywhere) when ``path`` exists and ``overwrite`` is False; with
-    ``file`` (a file is to be written there), :class:`OutputOnInputError` when ``path`` is a folder, overwrite or not."""
+    ``file`` (a file is to be written there), :class:`OutputOnInputError` when ``path`` is a folder, overwrite or not,
+    and :class:`OutputPathError` when a folder above it is a file."""
+    if file:
+        refuse_file_in_path(Path(path).parent)
     if file and Path(path).is_dir():
         raise OutputOnInputError(f"{path} is a folder: refusing to replace it (and all it holds) by a file, with or "
                                  "without --overwrite; give a file path")

@@ -203,6 +203,7 @@ class AlertHook:
         self.callback = callback or default_alert
         self.classes, self.cooldown_s = set(classes), cooldown_s
         self.count, self.dropped, self._last = 0, 0, -float("inf")
+        self._pending = 0  # alerts queued whose callback has not returned yet
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -215,9 +216,13 @@ class AlertHook:
         if not seen or now - self._last < self.cooldown_s:
             return False
         msg = f"ALERT: {len(seen)} face{'s' * (len(seen) != 1)} {', '.join(sorted(set(seen)))} at {time.strftime('%H:%M:%S')}"
+        with self._lock:
+            self._pending += 1  # before the worker can take it: wait() never sees it neither queued nor pending
         try:
             self._queue.put_nowait(msg)
         except queue.Full:
+            with self._lock:
+                self._pending -= 1
             self.dropped += 1
             return False
         self._last = now
@@ -246,13 +251,21 @@ class AlertHook:
                 self.callback(msg)
             except Exception as e:  # noqa: BLE001 - a failing callback must not end the alerts that follow
                 print(f"alert callback failed: {e}", file=sys.stderr, flush=True)
+            finally:
+                with self._lock:
+                    self._pending -= 1
 
     def wait(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every queued alert was handed to the callback (tests, a clean exit); True if they all were."""
+        """Wait until the callback has returned for every queued alert (tests, a clean exit: an alert printed after the
+        summary line would read as a later one); True if it has."""
         deadline = time.monotonic() + timeout_s
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while not self._done() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self._queue.empty()
+        return self._done()
+
+    def _done(self) -> bool:
+        with self._lock:
+            return self._pending == 0
 
 
 def default_alert(message: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from mask_od.errors import MaskODError
-from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs
+from mask_od.fileio import refuse_existing, refuse_file_in_path, refuse_outputs_on_inputs
 from mask_od.monitor import Monitor, ServeConfig, output_paths
 from mask_od.sources import is_live
 
@@ -33,7 +33,7 @@ class ServeError(MaskODError, ValueError):
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -66,7 +66,9 @@ def validate_config(cfg: ServeConfig) -> None:
                          "localhost) needs a token (--token_file FILE on the command line, token= in Python), which every "
                          "request must then carry")
     if cfg.token is not None and (len(cfg.token) < MIN_TOKEN_LEN or not re.fullmatch(QUERY_KEYS["token"], cfg.token)):
-        raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ "
+        odd = sorted({c for c in cfg.token if not re.fullmatch(r"[A-Za-z0-9_\-.~]", c)})
+        why = (f"it holds {', '.join(map(repr, odd))}" if odd else f"it has {len(cfg.token)} characters")
+        raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ and {why} "
                          "(python -c \"import secrets; print(secrets.token_urlsafe(24))\" makes one)")
     if not cfg.sources:
         raise ServeError("no source given")
@@ -77,7 +79,7 @@ def validate_config(cfg: ServeConfig) -> None:
         ("jpeg_quality", cfg.jpeg_quality, 1 <= cfg.jpeg_quality <= 100, "1 to 100"),
         ("activation_threshold", cfg.tracker.activation_threshold, 0 <= cfg.tracker.activation_threshold <= 0.9,
          "0 to 0.9: a new person needs a detection scoring this + 0.1"),
-        ("lost_s", cfg.tracker.lost_s, cfg.tracker.lost_s > 0, "more than 0 s"),
+        ("lost_s", cfg.tracker.lost_s, 0 < cfg.tracker.lost_s < 1e6, "more than 0 s"),
         ("min_frames", cfg.tracker.min_frames, cfg.tracker.min_frames >= 1, "1 or more")) if not ok]
     if bad:
         raise ServeError("bad setting: " + "; ".join(bad))
@@ -85,8 +87,8 @@ def validate_config(cfg: ServeConfig) -> None:
     refuse_outputs_on_inputs({("event log" if cfg.event_log and p == Path(cfg.event_log) else f"recording {p.name}"): p
                               for p in output_paths(cfg)},
                              [("source", s) for s in sources], inside=True)
-    if cfg.record_dir and Path(cfg.record_dir).exists() and not Path(cfg.record_dir).is_dir():
-        raise ServeError(f"record_dir {cfg.record_dir} is a file: give a folder (made if missing)")
+    if cfg.record_dir:
+        refuse_file_in_path(cfg.record_dir)
     for p in output_paths(cfg):
         refuse_existing(p, cfg.overwrite, file=True)  # a folder there would only be found at the end, losing the events
 
@@ -266,7 +268,9 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
-            monitor.stopping.set()
+            # Event.set() takes a lock: a second Ctrl-C arriving while this handler is inside it would wait on that
+            # lock forever (a hang only SIGKILL ended). A thread sets it once this handler has returned.
+            threading.Thread(target=monitor.stopping.set, daemon=True).start()
             super().handle_exit(sig, frame)
 
         async def startup(self, sockets=None):

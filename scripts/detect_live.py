@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2
+    except KeyboardInterrupt:  # before the frame loop (which ends cleanly on Ctrl-C): nothing was written
+        print("stopped by Ctrl-C before it started", flush=True)
+        return 130
     print(s)
     for what, path in (("annotated video", a.output_video), ("per-frame log", a.log_path)):
         if path and Path(path).is_file():

@@ -77,6 +77,9 @@ def main(argv=None) -> int:
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", flush=True)
         return 2
+    except KeyboardInterrupt:  # before the frame loop (which ends cleanly on Ctrl-C): nothing was written
+        print("stopped by Ctrl-C before it started", flush=True)
+        return 130
     print(s, flush=True)
     return 0
 

@@ -336,7 +336,7 @@ def test_7_live_folder_names_what_it_skipped_and_frames_at_the_detection_cap(tmp
     assert s.frames == 2 and "reached max_detections" not in s.message
     model.max_detections = 1  # one box per frame: every frame is at the cap
     s = run_live(model, frames, display="none")
-    assert "2 frame(s) reached max_detections (1)" in str(s)
+    assert "2 frames reached max_detections (1)" in str(s)
 
 
 def test_7_split_copies_a_same_named_file_once_and_says_so_and_refuses_other_bytes(tmp_path, capsys):

@@ -438,7 +438,9 @@ def test_bad_outputs_hosts_and_tracker_settings_are_refused_before_anything_star
         with pytest.raises(OutputOnInputError, match="is a folder"):
             validate_config(ServeConfig(sources=["v.mp4"], event_log=str(tmp_path), overwrite=overwrite))
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ServeError, match="record_dir .*afile is a file"):
+    from mask_od.fileio import OutputPathError
+
+    with pytest.raises(OutputPathError, match="afile is a file, not a folder"):
         validate_config(ServeConfig(sources=["v.mp4"], record_dir=str(tmp_path / "afile")))
     for host in ("[::1", "", "nonsense host"):
         with pytest.raises(ServeError, match="is not an address"):
@@ -519,3 +521,62 @@ print("leaving without stop()", flush=True)
     with BackgroundMonitor(ServeConfig(sources=[endless(48, 64)], port=0), TruthDetector()) as m:
         assert get(m.url + "api/health")[0] == 200
     assert m.stop() is m.stop() and m.monitor.stopping.is_set()  # stopped by the block; the same summary again
+
+
+def test_a_stop_signal_never_takes_a_lock_in_its_handler(tmp_path):
+    """Event.set() takes a lock: a second Ctrl-C arriving while the first one's handler was inside it waited on that lock
+    forever (a fresh-user try hung serve.py 2 times in 10 bursts of SIGINT; only SIGKILL ended it). The handler now
+    leaves set() to another thread."""
+    import signal
+    import threading
+
+    from mask_od.serve import _server
+
+    class Recording(threading.Event):
+        def set(self):
+            self.by = threading.current_thread()
+            super().set()
+
+    monitor = Monitor(ServeConfig(sources=[endless(48, 64)]), TruthDetector())
+    monitor.stopping = Recording()
+    server = _server(ServeConfig(sources=[endless(48, 64)], port=0), monitor, lambda url: None)
+    server.handle_exit(signal.SIGINT, None)
+    assert monitor.stopping.wait(5) and monitor.stopping.by is not threading.current_thread() and server.should_exit
+
+
+def test_outputs_under_a_file_and_endless_settings_are_refused(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from mask_od.cli import at_least
+    from mask_od.fileio import OutputPathError
+    from mask_od.live import run_live
+    from mask_od.serve import is_loopback
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "src").mkdir()
+    for cfg in (ServeConfig(sources=["v.mp4"], record_dir=str(tmp_path / "afile" / "sub")),
+                ServeConfig(sources=["v.mp4"], event_log=str(tmp_path / "afile" / "ev.jsonl"))):
+        with pytest.raises(OutputPathError, match="afile is a file, not a folder"):
+            validate_config(cfg)
+    with pytest.raises(OutputPathError, match="afile is a file, not a folder"):
+        run_live(TruthDetector(), str(tmp_path / "src"), display="none", output_video=tmp_path / "afile" / "out.mp4")
+    with pytest.raises(ServeError, match="lost_s inf"):
+        validate_config(ServeConfig(sources=["v.mp4"], tracker=TrackerConfig(lost_s=float("inf"))))
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="not a finite number"):
+        at_least(0.01, float)("inf")
+    assert is_loopback("LOCALHOST") and is_loopback("::1") and not is_loopback("localhost.evil")
+    with pytest.raises(ServeError, match=r"and it holds ' '"):
+        validate_config(ServeConfig(sources=["v.mp4"], token="a token with spaces in it"))
+    with pytest.raises(ServeError, match="and it has 5 characters"):
+        validate_config(ServeConfig(sources=["v.mp4"], token="short"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import serve as script
+
+    def interrupted(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mask_od.shipped.live_model", interrupted)  # Ctrl-C while the model loads
+    assert script.main(["--source", "0", "--port", "0"]) == 130
+    assert capsys.readouterr().out.strip().endswith("stopped by Ctrl-C before it started")
