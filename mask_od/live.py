@@ -423,6 +423,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
         if view is not None:
             view.close()
     secs = time.perf_counter() - t0
+    if alert is not None:
+        alert.wait()  # the last ALERT line is said before the summary, not after or inside it
     if capped:
         message += (f"; {capped} frame{'s' * (capped != 1)} reached max_detections ({cap}): faces beyond the best {cap} were not drawn "
                     "or counted")

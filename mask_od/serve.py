@@ -274,6 +274,9 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
             super().handle_exit(sig, frame)
 
         async def startup(self, sockets=None):
+            # the app's lifespan step, done here: uvicorn's lifespan task printed an asyncio CancelledError traceback
+            # when a second Ctrl-C cut its shutdown short (a fresh-user try: 4 of 14 bursts of SIGINT)
+            monitor.hub.bind(asyncio.get_running_loop())
             await super().startup(sockets)
             if self.started:
                 port = self.servers[0].sockets[0].getsockname()[1] if self.servers else cfg.port
@@ -282,7 +285,7 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
     # log_config=None: uvicorn's default calls logging.config.dictConfig, which closes every handler of the process
     # (TensorFlow's absl handler, a notebook's own); its warnings still reach the terminal (or the user's handlers)
     return Server(uvicorn.Config(build_app(monitor, cfg.token, cfg.host), host=cfg.host, port=cfg.port, log_level="warning",
-                                 log_config=None, access_log=False, timeout_graceful_shutdown=3, lifespan="on"))
+                                 log_config=None, access_log=False, timeout_graceful_shutdown=3, lifespan="off"))
 
 
 def _summary(monitor: Monitor, alert, written: list[str], message: str) -> ServeSummary:
@@ -376,6 +379,8 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     finally:
         monitor.stopping.set()
         written = monitor.close()
+        if callable(getattr(alert, "wait", None)):
+            alert.wait()  # its last lines before the summary
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return _summary(monitor, alert, written, message)
@@ -420,7 +425,10 @@ class BackgroundMonitor:
             self.monitor.stopping.set()
             self._server.should_exit = True
             self._thread.join(timeout=10.0)
-            self._summary = _summary(self.monitor, self.alert, self.monitor.close(), "stopped")
+            written = self.monitor.close()
+            if callable(getattr(self.alert, "wait", None)):
+                self.alert.wait()
+            self._summary = _summary(self.monitor, self.alert, written, "stopped")
         return self._summary
 
     def __enter__(self) -> "BackgroundMonitor":

@@ -212,6 +212,10 @@ def test_wait_returns_once_the_callback_has_said_its_alert():
     assert hook(bare, now=1.0) and hook(bare, now=2.0)
     assert hook.wait(10) and len(said) == 2, said
     assert said[0].startswith("ALERT: 1 face without_mask at"), said[0]
+    # run_live returns (and detect_live prints its summary) only once the callback has said the last alert
+    hook, said = AlertHook(slow_print, classes=["without_mask"], cooldown_s=0), []
+    s = run_live(FakeDetector(), frames(4), display="none", alert=hook)
+    assert s.alerts == 2 and len(said) == 2, (s.alerts, said)
 
 
 def test_alerts_queue_while_the_callback_is_busy_and_drop_beyond_the_bound():
