@@ -356,6 +356,10 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
     writer = view = None
     pending: list[tuple[float, np.ndarray]] = []  # live source: (time, frame) held until the processing rate is known
     log = open(tmp[Path(log_path)], "w") if log_path else None
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()  # SIGTERM ends as cleanly as Ctrl-C (it left temp files)
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
         view = open_view(display)
         try:
@@ -422,6 +426,8 @@ def run_live(detector, source: Source = 0, display: str = "auto", output_video: 
             t.unlink(missing_ok=True)
         if view is not None:
             view.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     secs = time.perf_counter() - t0
     if alert is not None:
         alert.wait()  # the last ALERT line is said before the summary, not after or inside it
