@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from mask_od.errors import MaskODError
-from mask_od.fileio import refuse_existing, refuse_file_in_path, refuse_outputs_on_inputs
+from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs
 from mask_od.monitor import Monitor, ServeConfig, output_paths
 from mask_od.sources import is_live
 
@@ -54,7 +54,7 @@ def host_is_loopback(host_header: str) -> bool:
 
 def netloc(host: str, port: int | None = None) -> str:
     """``host[:port]`` as a URL writes it: an IPv6 address in brackets ("[::1]:8000")."""
-    return (f"[{host}]" if ":" in host and not host.startswith("[") else host) + (f":{port}" if port is not None else "")
+    return (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
 
 
 def validate_config(cfg: ServeConfig) -> None:
@@ -66,7 +66,7 @@ def validate_config(cfg: ServeConfig) -> None:
                          "localhost) needs a token (--token_file FILE on the command line, token= in Python), which every "
                          "request must then carry")
     if cfg.token is not None and (len(cfg.token) < MIN_TOKEN_LEN or not re.fullmatch(QUERY_KEYS["token"], cfg.token)):
-        odd = sorted({c for c in cfg.token if not re.fullmatch(r"[A-Za-z0-9_\-.~]", c)})
+        odd = sorted({c for c in cfg.token if not re.fullmatch(QUERY_KEYS["token"], c)})
         why = (f"it holds {', '.join(map(repr, odd))}" if odd else f"it has {len(cfg.token)} characters")
         raise ServeError(f"the token must be {MIN_TOKEN_LEN} to 256 characters of A-Z a-z 0-9 _ - . ~ and {why} "
                          "(python -c \"import secrets; print(secrets.token_urlsafe(24))\" makes one)")
@@ -87,9 +87,7 @@ def validate_config(cfg: ServeConfig) -> None:
     refuse_outputs_on_inputs({("event log" if cfg.event_log and p == Path(cfg.event_log) else f"recording {p.name}"): p
                               for p in output_paths(cfg)},
                              [("source", s) for s in sources], inside=True)
-    if cfg.record_dir:
-        refuse_file_in_path(cfg.record_dir)
-    for p in output_paths(cfg):
+    for p in output_paths(cfg):  # record_dir's recordings included: a record_dir that is a file is refused here
         refuse_existing(p, cfg.overwrite, file=True)  # a folder there would only be found at the end, losing the events
 
 
@@ -288,6 +286,15 @@ def _server(cfg: ServeConfig, monitor: Monitor, on_ready: Callable[[str], None])
                                  log_config=None, access_log=False, timeout_graceful_shutdown=3, lifespan="off"))
 
 
+def _close(monitor: Monitor, alert) -> list[str]:
+    """Finish the monitor's recordings and event log (the files written), then wait for the alert callback's last
+    lines, so that they come before the summary."""
+    written = monitor.close()
+    if callable(getattr(alert, "wait", None)):
+        alert.wait()
+    return written
+
+
 def _summary(monitor: Monitor, alert, written: list[str], message: str) -> ServeSummary:
     return ServeSummary(sum(monitor.processed), time.time() - monitor.t0, monitor.unique_counts(), monitor.num_events,
                         getattr(alert, "count", 0), written, message)
@@ -378,9 +385,7 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
         message = "stopped by Ctrl-C or a stop signal"
     finally:
         monitor.stopping.set()
-        written = monitor.close()
-        if callable(getattr(alert, "wait", None)):
-            alert.wait()  # its last lines before the summary
+        written = _close(monitor, alert)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return _summary(monitor, alert, written, message)
@@ -425,10 +430,7 @@ class BackgroundMonitor:
             self.monitor.stopping.set()
             self._server.should_exit = True
             self._thread.join(timeout=10.0)
-            written = self.monitor.close()
-            if callable(getattr(self.alert, "wait", None)):
-                self.alert.wait()
-            self._summary = _summary(self.monitor, self.alert, written, "stopped")
+            self._summary = _summary(self.monitor, self.alert, _close(self.monitor, self.alert), "stopped")
         return self._summary
 
     def __enter__(self) -> "BackgroundMonitor":
