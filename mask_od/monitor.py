@@ -197,6 +197,7 @@ class Monitor:
         self.hub = FrameHub(len(self.readers))
         self.now_counts = [{n: 0 for n in self.names} for _ in self.readers]
         self.processed = [0] * len(self.readers)
+        self.handled = [0] * len(self.readers)  # frames taken from each reader and done with (shown, or failed)
         self._times = [collections.deque(maxlen=32) for _ in self.readers]  # when each source's last frames were done
         self.events: collections.deque = collections.deque(maxlen=cfg.max_events)
         self.crops: dict[int, bytes] = {}
@@ -231,6 +232,7 @@ class Monitor:
                         self._process(i, *item)
                     except Exception as e:  # noqa: BLE001 - one bad frame must not end the monitor; shown on /api/health
                         self.errors, self.last_error = self.errors + 1, f"{type(e).__name__}: {str(e)[:300]}"
+                    self.handled[i] += 1
                     break
             if not got:
                 self.wake.wait(0.05)
@@ -266,6 +268,11 @@ class Monitor:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
         if ok:
             self.hub.publish(i, buf.tobytes())
+
+    def finished(self, i: int) -> bool:
+        """Source ``i`` has ended and every frame it read is done: no newer frame of it will come."""
+        r = self.readers[i]
+        return r.state == "ended" and self.handled[i] >= r.read
 
     def _event(self, i: int, person, det, rgb: np.ndarray) -> None:
         import cv2

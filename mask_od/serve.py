@@ -231,13 +231,22 @@ def build_app(monitor: Monitor, token: str | None = None, host: str = "127.0.0.1
     async def stream(index: int):
         i = source_index(index)
 
-        async def parts():  # each part ends with the next boundary: a browser shows a part once that arrives, so
-            seq = 0         # the last frame of a video that has ended shows too
+        def part(jpeg: bytes) -> bytes:
+            return b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n--frame\r\n" % (len(jpeg), jpeg)
+
+        async def parts():  # Chromium shows a part only once the next one begins or the response ends (measured):
+            seq, unshown = 0, False  # so a stalled source's last frame is sent again, and an ended one's ends the stream
             yield b"--frame\r\n"
             while not monitor.stopping.is_set():
-                seq, jpeg = await monitor.hub.newer(i, seq, 1.0)
+                new, jpeg = await monitor.hub.newer(i, seq, 1.0)
                 if jpeg is not None:
-                    yield b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n--frame\r\n" % (len(jpeg), jpeg)
+                    seq, unshown = new, True
+                    yield part(jpeg)
+                elif monitor.finished(i) and monitor.hub.frames[i][0] <= seq:
+                    return
+                elif unshown:
+                    unshown = False
+                    yield part(monitor.hub.frames[i][1])
 
         return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers=nocache)
 

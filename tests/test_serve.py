@@ -363,24 +363,66 @@ def test_without_a_token_only_loopback_names_are_answered():
     assert not host_is_loopback("[::1") and host_is_loopback("127.0.0.2:9")
 
 
+def stream_bytes(url: str, seconds: float) -> tuple[bytes, bool]:
+    """What GET /stream/0.mjpg sends within ``seconds`` (headers dropped), and whether the response ended by then."""
+    host, port = url[7:].split(":")
+    data, t0, ended = b"", time.monotonic(), False
+    with socket.create_connection((host, int(port)), timeout=1) as s:
+        s.sendall(f"GET /stream/0.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        while time.monotonic() - t0 < seconds:
+            try:
+                got = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not got:
+                ended = True
+                break
+            data += got
+    rest, body = data.split(b"\r\n\r\n", 1)[1], b""
+    while b"\r\n" in rest:  # chunked transfer: <size in hex>\r\n<data>\r\n ... 0\r\n\r\n
+        size, rest = rest.split(b"\r\n", 1)
+        if len(rest) < int(size, 16):
+            break
+        body, rest = body + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+    return body, ended
+
+
 def test_an_ended_video_keeps_its_last_frame_visible_and_counts_no_one_now(tmp_path):
-    """The MJPEG stream closes each part with the next boundary (a browser shows a part only then), so a page opened
-    after the video ended still shows its last frame; no one is counted "now" once a source has ended."""
+    """Chromium shows an MJPEG part only once the next part begins or the response ends, so the stream of a video
+    that has ended sends its last frame and ends: a page opened after the end still shows it. No one is counted
+    "now" once a source has ended."""
     video = write_known_video(tmp_path / "known.mp4")
     with running(ServeConfig(sources=[str(video)]), TruthDetector(known_tracks())) as (url, m):
         wait_for(lambda: m.readers[0].state == "ended" and m.processed[0] == N, 30, "the video to play once")
-        host, port = url[7:].split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as s:
-            s.sendall(f"GET /stream/0.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            data, t0 = b"", time.monotonic()
-            while data.count(b"--frame") < 2 and time.monotonic() - t0 < 10:
-                data += s.recv(65536)
-        body = data.split(b"\r\n\r\n", 1)[1]
-        part = body.split(b"--frame")[1]
-        assert b"image/jpeg" in part and b"\xff\xd8" in part and body.count(b"--frame") >= 2  # a whole part, closed
+        body, ended = stream_bytes(url, 10)
+        assert ended and body.count(b"\xff\xd8") == 1, (ended, body.count(b"\xff\xd8"))  # its last frame, then the end
+        assert body.split(b"--frame")[1].split(b"\r\n\r\n", 1)[1][:2] == b"\xff\xd8"
         stats = json.loads(get(url + "/api/stats")[1])
         assert stats["counts_now"] == {n: 0 for n in LABELS.values()} and stats["sources"][0]["people_now"] == 0
         assert stats["unique_people"]["without_mask"] == 1  # the counts since start stay
+
+
+def test_a_stalled_source_has_its_last_frame_sent_again_so_it_shows():
+    """A camera that stops sending (no error, no end) keeps its stream open; its last frame is sent once more after
+    a second, so the browser shows that frame and not the one before."""
+    import threading
+
+    release = threading.Event()
+
+    def stalls():
+        for k in range(3):
+            yield np.full((48, 64, 3), 60 * k, np.uint8)
+        release.wait(30)
+
+    with running(ServeConfig(sources=[stalls()]), TruthDetector()) as (url, m):
+        try:
+            wait_for(lambda: m.processed[0] == 3, 20, "three frames")
+            body, ended = stream_bytes(url, 3)
+            assert not ended and body.count(b"\xff\xd8") == 2, (ended, body.count(b"\xff\xd8"))
+            first, again = [p.split(b"\r\n\r\n", 1)[1] for p in body.split(b"--frame")[1:3]]
+            assert first == again == m.hub.frames[0][1] + b"\r\n"
+        finally:
+            release.set()
 
 
 def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):

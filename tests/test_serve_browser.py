@@ -1,7 +1,7 @@
 """The monitor in a real browser: scripts/serve.py on the shared street video (the shipped model), the page opened in
 headless Chromium over the DevTools protocol; the live image updates, the counts change, the two pedestrians come out
-as 2 with_mask people; Ctrl-C finishes the recording and the event log. A screenshot is kept (in $MASK_OD_SCREENSHOTS
-too, when set)."""
+as 2 with_mask people; a page opened after the video ended still shows its last frame; Ctrl-C finishes the
+recording and the event log. A screenshot is kept (in $MASK_OD_SCREENSHOTS too, when set)."""
 
 import base64
 import json
@@ -41,10 +41,10 @@ def test_page_shows_live_frames_and_counts_and_ctrl_c_finishes_the_files(tmp_pat
     server = subprocess.Popen([sys.executable, "scripts/serve.py", "--source", str(video), "--port", str(port), "--stream_width", "640",
                                "--record_dir", str(tmp_path / "rec"), "--event_log", str(tmp_path / "events.jsonl")],
                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    profile, chrome = tmp_path / "chrome", None
-    try:
+    chrome = None
+    try:  # the browser starts while the model loads: the video (197 frames) may take only a few seconds once it plays
+        chrome, dev = open_chromium(exe, tmp_path / "chrome", "1280,800")
         wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).status == 200, 60, "the monitor")
-        chrome, dev = open_chromium(exe, profile, "1280,800")
         dev.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
         wait_for(lambda: dev.js("window.monitor && window.monitor.updates > 0"), 30, "the first update over SSE")
         first = wait_for(lambda: dev.js(CHECKSUM_JS), 30, "the live image")
@@ -66,6 +66,9 @@ def test_page_shows_live_frames_and_counts_and_ctrl_c_finishes_the_files(tmp_pat
         s = stats(port)  # the file played once: the counts stay readable after it ended
         assert s["frames"] == 197 and s["unique_people"]["with_mask"] == 2 and s["people"] == 2, s
         assert s["sources"][0]["state"] == "ended" and dev.js("window.monitor.stats.sources[0].state") in ("up", "ended")
+        dev.call("Page.navigate", url=f"http://127.0.0.1:{port}/")  # a page opened after the video ended shows its last frame
+        wait_for(lambda: dev.js("window.monitor && window.monitor.updates > 0"), 30, "the reloaded page")
+        wait_for(lambda: dev.js(CHECKSUM_JS), 10, "the last frame on a page opened after the video ended")
     finally:
         if chrome is not None:
             chrome.kill()
