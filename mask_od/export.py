@@ -304,6 +304,7 @@ def export_model(
     except OSError as e:
         raise ExportError(f"{out_dir}: cannot write the export there ({e})") from None
     t0 = time.perf_counter()
+    ctrl_c = _CtrlC().__enter__()
     try:
         model, config, label_map = load_trained_model(run_dir, which, image_size)
         check = check_records or config.val_records
@@ -319,6 +320,7 @@ def export_model(
         tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
         shutil.copyfile(Path(run_dir) / "label_map.pbtxt", tmp / "label_map.pbtxt")
         config.save(tmp / "config.yaml")
+        ctrl_c.check()
         report: dict = {"run_dir": str(run_dir), "image_size": config.image_size, "variants": {}}
         calib: Iterable[np.ndarray] = []
         if "int8" in tflite:
@@ -327,6 +329,7 @@ def export_model(
         for v in tflite:
             kept_float: list[str] = []
             data = convert_tflite(graph, v, calib, config.image_size, int8_float_layers, kept_float)
+            ctrl_c.check()
             (tmp / f"model_{v}.tflite").write_bytes(data)
             report["variants"][v] = {"file": f"model_{v}.tflite", "bytes": len(data)}
             if v == "int8":
@@ -338,6 +341,7 @@ def export_model(
             raise ExportError(f"TFLite Metadata: {e}") from None
         for v in tflite:  # the files as written, metadata included
             report["variants"][v]["bytes"] = (tmp / f"model_{v}.tflite").stat().st_size
+        ctrl_c.check()
         if check and tflite:
             report["check"] = check_tflite(tmp, check, label_map, tflite, num_check, max_map50_drop, shown_as=out_dir,
                                            int8=report["variants"].get("int8"))
@@ -349,11 +353,49 @@ def export_model(
         report["seconds"] = round(time.perf_counter() - t0, 1)
         shutil.rmtree(graph, ignore_errors=True)
         (tmp / "export_report.json").write_text(json.dumps(report, indent=1))
+        ctrl_c.check()
         replace_path(tmp, out_dir)  # an earlier export is swapped out only now that the new one is complete
     finally:
+        ctrl_c.__exit__()
         remove_path(tmp)
     report["out_dir"] = str(out_dir)
     return report
+
+
+class _CtrlC:
+    """While exporting, in the main thread: Ctrl-C raises KeyboardInterrupt at once, as Python's own handler does,
+    except inside a finalizer (``__del__``), where Python prints such an exception and drops it: a Ctrl-C during TFLite
+    conversion landed there and the export went on to the end, rc 0 (seen in the test suite). There it is only
+    remembered, and :meth:`check`, called between the export's steps, raises it."""
+
+    seen = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        type(self).seen, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        type(self).seen = True
+        while frame is not None:
+            if frame.f_code.co_name == "__del__":
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def check_out_dir(run_dir: Path | str, out_dir: Path | str, overwrite: bool) -> None:

@@ -64,6 +64,32 @@ def test_1_export_refuses_the_run_its_parent_and_non_exports(trained_run, tmp_pa
     assert tree_digest(run) == before
 
 
+def test_1_ctrl_c_landing_in_a_finalizer_still_stops_the_export():
+    """Python drops a KeyboardInterrupt raised inside ``__del__`` (an export went on to the end, rc 0, after a Ctrl-C
+    during TFLite conversion): the export's handler remembers it there and raises it at its next step."""
+    import gc
+
+    from mask_od.export import _CtrlC
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between two bytecodes of this frame
+                pass
+
+    with _CtrlC() as ctrl_c:
+        Finalized()
+        gc.collect()
+        assert ctrl_c.seen
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+    with _CtrlC() as ctrl_c, pytest.raises(KeyboardInterrupt):  # anywhere else: at once, as Python's own handler
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # --- 2. resuming with another label map writes nothing -------------------------------------------------------------------
 @pytest.mark.slow
 def test_2_resume_with_another_label_map_is_refused_before_writing(trained_run, tmp_path):
