@@ -60,8 +60,9 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
 
     ``source``: camera index (int or digit string), video path, folder of images, ``rtsp://``/``http://`` URL (a
     video file, or an MJPEG stream as IP-camera apps serve), or any iterable of frames. A folder's other files and
-    subfolders are skipped, and one printed line says how many and names a few. Raises :class:`SourceError`
-    at once when it cannot be opened; a stream silent for ``timeout_s`` fails to open or ends.
+    subfolders are skipped, and one printed line says how many and names a few; an image that cannot be decoded is
+    skipped with a line naming it. Raises :class:`SourceError` at once when it cannot be opened, and for a folder
+    none of whose images decode; a stream silent for ``timeout_s`` fails to open or ends.
     """
     if isinstance(source, str) and source.isdigit():
         source = int(source)
@@ -79,15 +80,20 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             if other:
                 print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not images: "
                       f"{', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
+            bad = 0
             for f in files:
                 if max_frames is not None and count >= max_frames:
                     return
                 # pixels as stored (EXIF ignored), as training and LabelImg read them
                 frame = cv2.imread(str(f), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-                if frame is None:
-                    raise SourceError(f"{f}: cannot decode image")
+                if frame is None:  # one bad photo must not end the folder (a monitor restarted it from the start)
+                    bad += 1
+                    print(f"{f}: cannot decode image (corrupt or not an image), skipped", flush=True)
+                    continue
                 count += 1
                 yield frame
+            if bad == len(files):
+                raise SourceError(f"{path}: none of its {len(files)} image(s) could be decoded (corrupt or not images)")
             return
         if not path.exists():
             raise SourceError(f"{path}: no such video file or folder")

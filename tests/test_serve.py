@@ -622,3 +622,26 @@ def test_outputs_under_a_file_and_endless_settings_are_refused(tmp_path, monkeyp
     monkeypatch.setattr("mask_od.shipped.live_model", interrupted)  # Ctrl-C while the model loads
     assert script.main(["--source", "0", "--port", "0"]) == 130
     assert capsys.readouterr().out.strip().endswith("stopped by Ctrl-C before it started")
+
+
+def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
+    """One photo that cannot be decoded is skipped with a line naming it: the folder used to fail there, and the
+    monitor restarted it from its first photo again and again (each pass counted the same people anew)."""
+    import cv2
+
+    from mask_od.sources import SourceError, iter_frames
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(photos / f"{k}.jpg"), np.full((48, 64, 3), 40 * k, np.uint8))
+    (photos / "1b.jpg").write_bytes(b"not a jpeg")
+    assert len(list(iter_frames(photos))) == 3
+    assert f"{photos / '1b.jpg'}: cannot decode image (corrupt or not an image), skipped" in capfd.readouterr().out
+    with running(ServeConfig(sources=[str(photos)]), TruthDetector()) as (url, m):
+        wait_for(lambda: m.readers[0].state == "ended", 20, "the folder to play once")
+        assert m.processed[0] == 3 and m.readers[0].restarts == 0 and m.readers[0].error is None
+    for k in range(3):
+        (photos / f"{k}.jpg").write_bytes(b"")
+    with pytest.raises(SourceError, match="none of its 4 image"):
+        list(iter_frames(photos))
