@@ -49,6 +49,7 @@ class Config:
     aug_hflip: bool
     aug_scale_min: float
     aug_scale_max: float
+    aug_ssd_random_crop: bool
     aug_color: bool
     repeat_threshold: float
     class_weights: str

@@ -34,11 +34,16 @@ def _color_jitter(data: dict, seed: int) -> dict:
 
 
 def build_parser(config: Config, training: bool, anchors: AnchorSpec | None = None):
+    from official.vision.configs import common
     from official.vision.dataloaders.retinanet_input import Parser
 
+    crop = None
+    if training and config.aug_ssd_random_crop:
+        crop = common.Augmentation(type="ssd_random_crop", ssd_random_crop=common.SSDRandomCrop())
     return Parser(
         output_size=[config.image_size, config.image_size],
         **(anchors or AnchorSpec.from_config(config)).kwargs(),
+        aug_type=crop,
         aug_rand_hflip=config.aug_hflip and training,
         aug_scale_min=config.aug_scale_min if training else 1.0,
         aug_scale_max=config.aug_scale_max if training else 1.0,

@@ -148,7 +148,7 @@ DATA_FILE = "data.json"  # what a run was trained on: records identity and prove
 # settings a resumed run must share with the run it continues (besides the label map and train.MODEL_KEYS); the
 # schedule's length (steps, time_budget_min, warmup_steps), logging, evaluation and output keys may change
 RESUME_KEYS = ("batch_size", "learning_rate", "pretrained", "init_checkpoint", "weight_decay", "ema_decay", "freeze_backbone_bn",
-               "aug_hflip", "aug_scale_min", "aug_scale_max", "aug_color", "repeat_threshold", "class_weights", "max_boxes",
+               "aug_hflip", "aug_scale_min", "aug_scale_max", "aug_ssd_random_crop", "aug_color", "repeat_threshold", "class_weights", "max_boxes",
                "seed")
 
 

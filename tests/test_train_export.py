@@ -32,6 +32,29 @@ def test_overfits_a_small_batch(tiny_records, tmp_path):
     assert last < 0.5 * first, (first, last)
 
 
+def test_ssd_random_crop_changes_the_view_and_keeps_faces_labelled(tiny_records, tmp_path):
+    """aug_ssd_random_crop hands Model Garden's SSD random crop to the RetinaNet parser: with every other augmentation
+    off, the same photos come out cropped differently from one pass to the next, and most crops keep labelled faces
+    (one of its 6 cases may crop background only, as in the TF OD API)."""
+    from mask_od.input_pipeline import build_train_dataset
+
+    cfg = tiny_config(tiny_records, tmp_path / "never", train_records=tiny_records["four"], batch_size=4, aug_hflip=False,
+                      aug_scale_min=1.0, aug_scale_max=1.0, aug_color=False, repeat_threshold=0.0)
+
+    def passes(c, n=6):
+        out = []
+        for images, labels in build_train_dataset(c).take(n):
+            positives = sum(np.reshape(v.numpy(), (c.batch_size, -1)).max(axis=1) > 0 for v in labels["cls_targets"].values())
+            out.append((np.sort(images.numpy().reshape(c.batch_size, -1).sum(axis=1)), positives))
+        return out
+
+    plain = passes(cfg)
+    assert all(np.allclose(plain[0][0], a) for a, _ in plain)  # nothing changes the photos without the crop
+    cropped = passes(cfg.replace(aug_ssd_random_crop=True))
+    assert sum(not np.allclose(plain[0][0], a) for a, _ in cropped) >= 3
+    assert all((p > 0).all() for _, p in plain) and sum((p > 0).sum() for _, p in cropped) >= 12, cropped
+
+
 def test_class_weights_scale_the_focal_loss_of_their_class_alone(tiny_records, tmp_path):
     import tensorflow as tf
 
