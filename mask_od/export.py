@@ -19,6 +19,7 @@ from mask_od.fileio import refuse_existing, refuse_outputs_on_inputs, remove_pat
 from mask_od.lite_internals import DETECTION_OUTPUTS, ops_details, order_detection_outputs, postprocess_implements_signature, quantize_calibrated
 from mask_od.metadata import MetadataError, export_metadata
 from mask_od.parity import MAX_MAP50_DROP, MIN_BOOTSTRAP_IMAGES, counted
+from mask_od.runtime import SigintScope
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 INT8_FLOAT_LAYERS = 5  # int8: layers with the largest quantization error kept in float (0 = every layer int8)
@@ -362,25 +363,13 @@ def export_model(
     return report
 
 
-class _CtrlC:
-    """While exporting, in the main thread: Ctrl-C raises KeyboardInterrupt at once, as Python's own handler does,
-    except inside a finalizer (``__del__``), where Python prints such an exception and drops it: a Ctrl-C during TFLite
-    conversion landed there and the export went on to the end, rc 0 (seen in the test suite). There it is only
-    remembered, and :meth:`check`, called between the export's steps, raises it."""
+class _CtrlC(SigintScope):
+    """While exporting: Ctrl-C raises KeyboardInterrupt at once, as Python's own handler does, except inside a
+    finalizer (``__del__``), where Python prints such an exception and drops it: a Ctrl-C during TFLite conversion
+    landed there and the export went on to the end, rc 0 (seen in the test suite). There it is only remembered, and
+    :meth:`check`, called between the export's steps, raises it."""
 
-    seen = False
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        type(self).seen, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        type(self).seen = True
+    def _handle(self, frame) -> None:
         while frame is not None:
             if frame.f_code.co_name == "__del__":
                 return
@@ -390,12 +379,6 @@ class _CtrlC:
     def check(self) -> None:
         if self.seen:
             raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
 
 def check_out_dir(run_dir: Path | str, out_dir: Path | str, overwrite: bool) -> None:

@@ -14,6 +14,7 @@ from mask_od.config import Config
 from mask_od.errors import MaskODError
 from mask_od.label_map import num_classes as label_map_classes
 from mask_od.label_map import name_to_id, read_label_map
+from mask_od.runtime import SigintScope
 
 
 class TrainingError(MaskODError, RuntimeError):
@@ -458,7 +459,7 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
                                                max_to_keep=1).save(checkpoint_number=s)
             for cb in callbacks:
                 cb.on_step(s, losses, info)
-            if _StopOnCtrlC.requested:
+            if _StopOnCtrlC.seen:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         s = int(step.numpy())
@@ -471,36 +472,17 @@ def _run_stage(config: Config, si: int, stages, plan, parts: _StageParts, step, 
                                   f"python scripts/train.py {run_dir / 'config.yaml'}") from None
 
 
-class _StopOnCtrlC:
+class _StopOnCtrlC(SigintScope):
     """While training, the first Ctrl-C (SIGINT) only asks the loop to stop after the current step; the loop then saves
     a checkpoint and raises :class:`TrainingInterrupted`. A KeyboardInterrupt raised by Python's own handler can land
     in a finalizer, where it is printed and ignored, and training went on (seen as a hung Ctrl-C test). A second
     Ctrl-C interrupts at once. Outside the main thread (no signal handlers there) it does nothing."""
 
-    requested = False
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        type(self).requested, self.previous = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, frame) -> None:
         import signal
 
-        type(self).requested = True
         print("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)", flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        type(self).requested = False
 
 
 class _Clock:
