@@ -238,15 +238,13 @@ def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Pat
     (the notebook's "try it first" without a camera); prints what was found per photo. Returns the PNG paths."""
     import cv2
 
-    from mask_od.annotations import list_image_files
     from mask_od.detect import draw_detections
-    from mask_od.sources import iter_frames
+    from mask_od.sources import iter_folder
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = list_image_files(folder, recursive=False)  # the same files, in the same order, as iter_frames reads
     paths = []
-    for path, bgr in zip(names, iter_frames(folder)):
+    for path, bgr in iter_folder(folder):  # a photo that cannot be decoded is named and skipped
         det = detector.predict(bgr[..., ::-1])
         counts = {n: det.names.count(n) for n in dict.fromkeys(det.names)}
         print(f"{path.name}: {len(det.names)} faces {counts}")

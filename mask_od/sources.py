@@ -53,6 +53,33 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
     return cap
 
 
+_SAID_UNDECODABLE: set[Path] = set()  # each photo that cannot be decoded is named once, not on every looped pass
+
+
+def iter_folder(folder: Path | str, files: list[Path] | None = None, max_frames: int | None = None) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, BGR uint8 ``[H, W, 3]`` pixels as stored, EXIF ignored, as training and LabelImg read them) for each
+    image of ``folder`` (``files``: its images, default :func:`~mask_od.annotations.list_image_files`) in order. One
+    that cannot be decoded is skipped with a line naming it; :class:`SourceError` when none of them decodes."""
+    import cv2
+
+    files = list_image_files(Path(folder), recursive=False) if files is None else files
+    count = bad = 0
+    for f in files:
+        if max_frames is not None and count >= max_frames:
+            return
+        frame = cv2.imread(str(f), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if frame is None:  # one bad photo must not end the folder (a monitor restarted it from the start)
+            bad += 1
+            if f not in _SAID_UNDECODABLE:
+                _SAID_UNDECODABLE.add(f)
+                print(f"{f}: cannot decode image (corrupt or not an image), skipped", flush=True)
+            continue
+        count += 1
+        yield f, frame
+    if files and bad == len(files):
+        raise SourceError(f"{folder}: none of its {len(files)} image(s) could be decoded (corrupt or not images)")
+
+
 def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float = STREAM_TIMEOUT_S) -> Iterator[np.ndarray]:
     """Yield BGR uint8 ``[H, W, 3]`` frames until the source ends; a camera whose read fails is read again until it
     answers, and ends when it has given no frame for ``timeout_s`` (a video file or stream ends at its first failed
@@ -70,8 +97,6 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
     if isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
         path = Path(source)
         if path.is_dir():
-            import cv2
-
             entries = sorted(path.iterdir())
             files = list_image_files(path, recursive=False)
             if not files:
@@ -80,20 +105,8 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             if other:
                 print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not images: "
                       f"{', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
-            bad = 0
-            for f in files:
-                if max_frames is not None and count >= max_frames:
-                    return
-                # pixels as stored (EXIF ignored), as training and LabelImg read them
-                frame = cv2.imread(str(f), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-                if frame is None:  # one bad photo must not end the folder (a monitor restarted it from the start)
-                    bad += 1
-                    print(f"{f}: cannot decode image (corrupt or not an image), skipped", flush=True)
-                    continue
-                count += 1
+            for _, frame in iter_folder(path, files, max_frames):
                 yield frame
-            if bad == len(files):
-                raise SourceError(f"{path}: none of its {len(files)} image(s) could be decoded (corrupt or not images)")
             return
         if not path.exists():
             raise SourceError(f"{path}: no such video file or folder")

@@ -77,7 +77,7 @@ def test_1_ctrl_c_landing_in_a_finalizer_still_stops_the_export():
             for _ in range(1000):  # the handler runs between two bytecodes of this frame
                 pass
 
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest-xdist workers ignore SIGINT
     with _CtrlC() as ctrl_c:
         Finalized()
         gc.collect()
@@ -88,7 +88,8 @@ def test_1_ctrl_c_landing_in_a_finalizer_still_stops_the_export():
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(1000):
             pass
-    assert signal.getsignal(signal.SIGINT) == before  # put back as it was
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+    signal.signal(signal.SIGINT, before)
 
 
 # --- 2. resuming with another label map writes nothing -------------------------------------------------------------------

@@ -625,8 +625,9 @@ def test_outputs_under_a_file_and_endless_settings_are_refused(tmp_path, monkeyp
 
 
 def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
-    """One photo that cannot be decoded is skipped with a line naming it: the folder used to fail there, and the
-    monitor restarted it from its first photo again and again (each pass counted the same people anew)."""
+    """One photo that cannot be decoded is skipped with a line naming it (once, not on each looped pass): the folder
+    used to fail there, and the monitor restarted it from its first photo again and again (each pass counted the same
+    people anew). The notebook's photo step names each picture by its own file, not by a neighbour's."""
     import cv2
 
     from mask_od.sources import SourceError, iter_frames
@@ -638,9 +639,18 @@ def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
     (photos / "1b.jpg").write_bytes(b"not a jpeg")
     assert len(list(iter_frames(photos))) == 3
     assert f"{photos / '1b.jpg'}: cannot decode image (corrupt or not an image), skipped" in capfd.readouterr().out
+    with running(ServeConfig(sources=[str(photos)], loop=True), TruthDetector()) as (url, m):
+        wait_for(lambda: m.readers[0].restarts >= 3, 20, "the looped folder to play three times")
+        assert m.readers[0].error is None and m.readers[0].state == "up"
+    assert capfd.readouterr().out.count("1b.jpg") == 0  # said once (above), not on every pass
     with running(ServeConfig(sources=[str(photos)]), TruthDetector()) as (url, m):
         wait_for(lambda: m.readers[0].state == "ended", 20, "the folder to play once")
         assert m.processed[0] == 3 and m.readers[0].restarts == 0 and m.readers[0].error is None
+    from mask_od.notebook import detect_photos  # the notebook's try-it step names each photo by its own file
+
+    pngs = detect_photos(TruthDetector(), photos, tmp_path / "out")
+    assert [p.name for p in pngs] == ["0.png", "1.png", "2.png"]
+    assert [int(cv2.imread(str(p)).mean()) for p in pngs] == [0, 40, 80]
     for k in range(3):
         (photos / f"{k}.jpg").write_bytes(b"")
     with pytest.raises(SourceError, match="none of its 4 image"):
