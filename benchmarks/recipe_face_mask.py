@@ -1,6 +1,6 @@
 """Train on 80% of ../shared/data/face-mask with recipe_face_mask.yaml, score on the other 20%, export and score every file.
 
-python benchmarks/recipe_face_mask.py [--out NAME] [--export_sizes 640 320] [key=value ...]  (overrides, e.g. time_budget_min=10)
+python benchmarks/recipe_face_mask.py [--out NAME] [--export_sizes 640 320] [--copy_paste N] [key=value ...]  (overrides, e.g. time_budget_min=10)
 Writes benchmarks/results/NAME/ (default face_mask; a run already there is resumed): the workspace (records), the run
 (checkpoints, TensorBoard, eval plots), exports per size, training_curves.png and summary.json: mAP@0.5 per class against
 minutes during training, and per class for the SavedModel and each TFLite file of each export on all val images."""
@@ -19,6 +19,8 @@ def main(argv) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="face_mask", help="folder under benchmarks/results/")
     p.add_argument("--export_sizes", type=int, nargs="*", default=None, help="export sizes (default: the run's size)")
+    p.add_argument("--copy_paste", type=int, default=0, metavar="N",
+                   help="add N copy-pasted versions of each training photo (benchmarks/copy_paste_faces.py; an A/B lever)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of recipe_face_mask.yaml")
     a = p.parse_args(argv)
     from mask_od.config import build_config, parse_key_values
@@ -32,7 +34,14 @@ def main(argv) -> None:
     data = prepare_dataset(FACE_MASK / "annotations", out / "workspace", FACE_MASK / "images", test_ratio=0.2, seed=0,
                            overwrite=True, progress=False)
     print("split:", data.report["split"], flush=True)
-    config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=data.train_records,
+    train_records = data.train_records
+    if a.copy_paste:
+        from copy_paste_faces import write_copy_paste_record
+
+        pasted = Path(data.train_records).with_name("train_paste.record")
+        print("copy-paste:", write_copy_paste_record(data.split_lists["train"], data.label_map, pasted, a.copy_paste), flush=True)
+        train_records = str(Path(data.train_records).with_name("train*.record"))  # train.record and train_paste.record
+    config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=train_records,
                           val_records=data.test_records, label_map=str(data.label_map), output_dir=str(out / "run"),
                           pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **parse_key_values(a.overrides))
     t0 = time.perf_counter()
