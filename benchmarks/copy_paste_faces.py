@@ -1,17 +1,18 @@
 """Copy-paste of faces (an A/B lever of recipe_face_mask.py --copy_paste): extra training photos in which faces of the
 weaker classes, cut from other training photos, are pasted at the photo's own face scale.
 
-python benchmarks/copy_paste_faces.py TRAIN_LIST LABEL_MAP OUT_RECORD [--copies 1] [--seed 0]
+python benchmarks/copy_paste_faces.py TRAIN_LIST LABEL_MAP OUT_RECORD [--copies 1] [--seed 0] [--overwrite]
 TRAIN_LIST: one VOC XML path per line (the split's train.txt). Each training photo gets ``copies`` pasted versions with
 1-3 faces each, drawn half from ``mask_weared_incorrect`` and half from ``without_mask`` (faces of 8 px or more,
 never from the same photo), scaled to the median face height of the photo they go into (x0.8-1.25; enlarged at most 2x), placed where they
 touch no box, with a feathered edge (5% of the side). Written as OD API TFRecord examples; the source photos are only
-read. Faces are boxes, not masks: the box's background comes along (Ghiasi et al. 2021 paste instance masks)."""
+read. Faces are boxes, not masks: the box's background comes along (Ghiasi et al. 2021 paste instance masks).
+With repeat-factor sampling (``repeat_threshold``) the pasted photos make the pasted classes more frequent, so the
+original photos of those classes are repeated less (face-mask split: mask_weared_incorrect x2.97 -> x1.59)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def face_bank(items, min_px: int = 8):
 
 
 def _feather(h: int, w: int) -> np.ndarray:
-    """[h, w, 1] alpha: 1 inside, falling linearly to 0 over 5% of each side at the edge."""
+    """[h, w, 1] alpha: 1 inside, falling linearly over 5% of each side (at least 1 px) to 1/(r+1) at the edge."""
     def ramp(n):
         r = max(1, int(round(0.05 * n)))
         i = np.arange(n)
@@ -80,26 +81,28 @@ def paste_faces(ann, rgb, bank, k: int, rng: np.random.Generator):
 
 
 def write_copy_paste_record(train_list: Path | str, label_map: Path | str, out_record: Path | str, copies: int = 1,
-                            seed: int = 0) -> dict:
-    """Write ``out_record`` (through a temporary name) with ``copies`` pasted versions of each photo of ``train_list``;
-    returns counts: photos written and faces pasted per class."""
+                            seed: int = 0, overwrite: bool = False) -> dict:
+    """Write ``out_record`` (through a temporary name; an existing one only with ``overwrite``) with ``copies`` pasted
+    versions of each photo of ``train_list``; returns counts: photos written and faces pasted per class.
+    Raises :class:`~mask_od.annotations.AnnotationError` / :class:`~mask_od.label_map.LabelMapError` naming the file."""
     import dataclasses
 
     import cv2
     import tensorflow as tf
 
-    from mask_od.annotations import load_voc_example
-    from mask_od.label_map import name_to_id, read_label_map
+    from mask_od.annotations import AnnotationError, load_voc_example
+    from mask_od.fileio import atomic_path
+    from mask_od.label_map import name_to_id, read_label_map, validate_names
     from mask_od.tfrecord import build_tf_example
 
-    ids = name_to_id(read_label_map(label_map))
+    lm = read_label_map(label_map)
+    ids = name_to_id(lm)
     items = [load_voc_example(p.strip()) for p in Path(train_list).read_text().splitlines() if p.strip()]
+    validate_names({a.xml_path: a.names for a, _ in items}, lm, label_map)
     bank = face_bank(items)
     rng = np.random.default_rng(seed)
     counts = {"photos": 0, **{c: 0 for c in PASTE}}
-    out = Path(out_record)
-    tmp = out.with_name(out.name + ".tmp")
-    with tf.io.TFRecordWriter(str(tmp)) as wr:
+    with atomic_path(out_record, overwrite=overwrite) as tmp, tf.io.TFRecordWriter(str(tmp)) as wr:
         for c in range(copies):
             for j, (ann, rgb) in enumerate(items):
                 others = [f for f in bank if f[0] != j]
@@ -107,13 +110,13 @@ def write_copy_paste_record(train_list: Path | str, label_map: Path | str, out_r
                 for n in names[ann.num_boxes:]:
                     counts[n] += 1
                 ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-                assert ok
+                if not ok:
+                    raise AnnotationError(f"{ann.image_path}: cannot encode its pasted version as JPEG")
                 pasted = dataclasses.replace(ann, image_path=Path(f"paste{c}_{ann.image_path.name}"), names=names,
                                              boxes_xyxy=boxes, difficult=list(ann.difficult) + [0] * (len(names) - ann.num_boxes),
                                              truncated=list(ann.truncated) + [0] * (len(names) - ann.num_boxes))
                 wr.write(build_tf_example(pasted, buf.tobytes(), ids).SerializeToString())
                 counts["photos"] += 1
-    os.replace(tmp, out)
     return counts
 
 
@@ -124,8 +127,9 @@ def main() -> None:
     p.add_argument("out_record")
     p.add_argument("--copies", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_RECORD if it exists")
     a = p.parse_args()
-    print(write_copy_paste_record(a.train_list, a.label_map, a.out_record, a.copies, a.seed))
+    print(write_copy_paste_record(a.train_list, a.label_map, a.out_record, a.copies, a.seed, a.overwrite))
 
 
 if __name__ == "__main__":

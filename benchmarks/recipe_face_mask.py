@@ -38,8 +38,12 @@ def main(argv) -> None:
     if a.copy_paste:
         from copy_paste_faces import write_copy_paste_record
 
+        if len(data.records["train"]) != 1:  # a glob of "train*.record" would miss shards named train.record-0000N-of-…
+            raise SystemExit(f"--copy_paste expects one train.record, not shards: {data.records['train']}")
         pasted = Path(data.train_records).with_name("train_paste.record")
-        print("copy-paste:", write_copy_paste_record(data.split_lists["train"], data.label_map, pasted, a.copy_paste), flush=True)
+        seed = int(parse_key_values(a.overrides).get("seed", 0))
+        print("copy-paste:", write_copy_paste_record(data.split_lists["train"], data.label_map, pasted, a.copy_paste, seed,
+                                                     overwrite=True), flush=True)
         train_records = str(Path(data.train_records).with_name("train*.record"))  # train.record and train_paste.record
     config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=train_records,
                           val_records=data.test_records, label_map=str(data.label_map), output_dir=str(out / "run"),
