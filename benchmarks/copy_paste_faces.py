@@ -91,10 +91,11 @@ def write_copy_paste_record(train_list: Path | str, label_map: Path | str, out_r
     import tensorflow as tf
 
     from mask_od.annotations import AnnotationError, load_voc_example
-    from mask_od.fileio import atomic_path
+    from mask_od.fileio import atomic_path, refuse_existing
     from mask_od.label_map import name_to_id, read_label_map, validate_names
     from mask_od.tfrecord import build_tf_example
 
+    refuse_existing(out_record, overwrite, file=True)  # before reading any photo
     lm = read_label_map(label_map)
     ids = name_to_id(lm)
     items = [load_voc_example(p.strip()) for p in Path(train_list).read_text().splitlines() if p.strip()]
@@ -120,17 +121,24 @@ def write_copy_paste_record(train_list: Path | str, label_map: Path | str, out_r
     return counts
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("train_list")
     p.add_argument("label_map")
     p.add_argument("out_record")
-    p.add_argument("--copies", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--copies", type=int, default=1, help="pasted versions of each photo (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same record for the same seed")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_RECORD if it exists")
     a = p.parse_args()
-    print(write_copy_paste_record(a.train_list, a.label_map, a.out_record, a.copies, a.seed, a.overwrite))
+    from mask_od.errors import MaskODError
+
+    try:
+        print(write_copy_paste_record(a.train_list, a.label_map, a.out_record, a.copies, a.seed, a.overwrite))
+    except (MaskODError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
