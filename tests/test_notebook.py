@@ -28,6 +28,18 @@ def test_cells_are_thin_and_parameters_are_tagged():
     assert [x.name for x in PythonTranslator.inspect(params)] == names  # papermill parses every parameter line
 
 
+def test_notebook_is_valid_nbformat_and_every_cell_has_a_unique_id():
+    """nbformat 4.5 wants an id on every cell: without one, ``make demo`` warned MissingIDFieldWarning (and nbformat
+    says it will become an error)."""
+    import nbformat
+
+    nb = nbformat.reads(NOTEBOOK.read_text(encoding="utf-8"), as_version=4)
+    nbformat.validate(nb)
+    raw = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), ids
+
+
 @pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path):
     """As `make demo` runs it (scripts/run_notebook.py in a subprocess), with tiny parameters: no cell error, the
