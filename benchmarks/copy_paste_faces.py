@@ -49,6 +49,8 @@ def paste_faces(ann, rgb, bank, k: int, rng: np.random.Generator):
     in 30 tries are left out."""
     import cv2
 
+    from mask_od.boxes import box_iou_yxyx
+
     h, w = rgb.shape[:2]
     out = rgb.astype(np.float32)
     boxes = [b.astype(np.float64) for b in ann.boxes_xyxy]
@@ -68,8 +70,8 @@ def paste_faces(ann, rgb, bank, k: int, rng: np.random.Generator):
         piece = cv2.resize(crop, (cw, ch), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR).astype(np.float32)
         for _try in range(30):
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            cand = np.array([x0, y0, x0 + cw, y0 + ch], np.float64)
-            if all(min(cand[2], b[2]) <= max(cand[0], b[0]) or min(cand[3], b[3]) <= max(cand[1], b[1]) for b in boxes):
+            cand_yxyx = np.array([[y0, x0, y0 + ch, x0 + cw]], np.float64)
+            if box_iou_yxyx(cand_yxyx, np.reshape(boxes, (-1, 4))[:, [1, 0, 3, 2]]).max(initial=0) == 0:  # touches no box
                 break
         else:
             continue

@@ -31,6 +31,7 @@ def main(argv) -> None:
 
     need(FACE_MASK)
     out = RESULTS / a.out
+    overrides = parse_key_values(a.overrides)
     data = prepare_dataset(FACE_MASK / "annotations", out / "workspace", FACE_MASK / "images", test_ratio=0.2, seed=0,
                            overwrite=True, progress=False)
     print("split:", data.report["split"], flush=True)
@@ -41,13 +42,13 @@ def main(argv) -> None:
         if len(data.records["train"]) != 1:  # a glob of "train*.record" would miss shards named train.record-0000N-of-…
             raise SystemExit(f"--copy_paste expects one train.record, not shards: {data.records['train']}")
         pasted = Path(data.train_records).with_name("train_paste.record")
-        seed = int(parse_key_values(a.overrides).get("seed", 0))
+        seed = int(overrides.get("seed", 0))
         print("copy-paste:", write_copy_paste_record(data.split_lists["train"], data.label_map, pasted, a.copy_paste, seed,
                                                      overwrite=True), flush=True)
         train_records = str(Path(data.train_records).with_name("train*.record"))  # train.record and train_paste.record
     config = build_config(Path(__file__).with_name("recipe_face_mask.yaml"), train_records=train_records,
                           val_records=data.test_records, label_map=str(data.label_map), output_dir=str(out / "run"),
-                          pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **parse_key_values(a.overrides))
+                          pretrained=str(WEIGHTS) if WEIGHTS.is_file() else "imagenet", **overrides)
     t0 = time.perf_counter()
     result = train(config)
     minutes = (time.perf_counter() - t0) / 60

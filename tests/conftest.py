@@ -99,6 +99,11 @@ class NoImageNetWeights(UserWarning):
 SHARED_RUN = {"trained_run", "exported"}  # session fixtures that train or export (about a minute each)
 
 
+def uses_shared_run(item) -> bool:
+    """Whether a collected test uses the session's tiny trained run or its export (directly or through a fixture)."""
+    return bool(SHARED_RUN & set(getattr(item, "fixturenames", ())))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """The tests on the session's tiny trained run and its export form one xdist group: ``make test`` (``--dist
@@ -106,7 +111,7 @@ def pytest_collection_modifyitems(config, items):
     spread over both workers as they finish. ``tryfirst``: xdist reads the groups in its own hook of this name, which
     otherwise runs first and finds none (both workers then trained the run: measured, 2 setups of ~40 s)."""
     for item in items:
-        if SHARED_RUN & set(getattr(item, "fixturenames", ())):
+        if uses_shared_run(item):
             item.add_marker(pytest.mark.xdist_group("tiny_run"))
 
 
