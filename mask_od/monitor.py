@@ -100,7 +100,9 @@ class SourceReader:
     def _run(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
-            self.state, got = "connecting", 0
+            got = 0
+            if self.state != "up":  # a looped file or folder starting its next pass stays "up" (no flicker)
+                self.state = "connecting"
             try:
                 for frame in iter_frames(self.source):
                     if self._said is not None:  # it was said to be down: say it is back

@@ -624,6 +624,34 @@ def test_outputs_under_a_file_and_endless_settings_are_refused(tmp_path, monkeyp
     assert capsys.readouterr().out.strip().endswith("stopped by Ctrl-C before it started")
 
 
+def test_a_looped_file_stays_up_between_passes(monkeypatch):
+    """A looped file starting its next pass is still "up": it was shown "connecting" for a moment on each pass, so a
+    page (or a test) that looked then saw a healthy source as not yet connected."""
+    import threading
+
+    from mask_od.monitor import SourceReader
+
+    passes, hold = [], threading.Event()
+
+    def frames(source):
+        passes.append(source)
+        if len(passes) == 2:
+            hold.wait(10)  # the second pass is slow to give its first frame
+        yield np.zeros((8, 8, 3), np.uint8)
+
+    monkeypatch.setattr("mask_od.monitor.iter_frames", frames)
+    reader = SourceReader(0, "clip.mp4", loop=True, retry_max_s=1.0, wake=threading.Event())
+    assert reader.state == "starting"
+    reader.start()
+    try:
+        wait_for(lambda: reader.take() is not None, 5, "the first pass's frame")
+        wait_for(lambda: len(passes) == 2, 5, "the second pass to start")
+        assert reader.restarts == 1 and reader.state == "up" and reader.error is None
+    finally:
+        hold.set()
+        reader.stop()
+
+
 def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
     """One photo that cannot be decoded is skipped with a line naming it (once, not on each looped pass): the folder
     used to fail there, and the monitor restarted it from its first photo again and again (each pass counted the same
