@@ -101,8 +101,8 @@ class SourceReader:
         backoff = 1.0
         while not self._stop.is_set():
             got = 0
-            if self.state != "up":  # a looped file or folder starting its next pass stays "up" (no flicker)
-                self.state = "connecting"
+            if self.state == "starting":  # a looped file's next pass stays "up"; a source retried stays "down" (and
+                self.state = "connecting"  # unhealthy) while it reconnects, which for a stream takes up to its timeout
             try:
                 for frame in iter_frames(self.source):
                     if self._said is not None:  # it was said to be down: say it is back

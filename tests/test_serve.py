@@ -652,6 +652,37 @@ def test_a_looped_file_stays_up_between_passes(monkeypatch):
         reader.stop()
 
 
+def test_a_source_being_retried_stays_down_and_unhealthy_until_a_frame_comes(tmp_path):
+    """A dead stream's retry waits up to its open timeout; it was shown "connecting" meanwhile, and /api/health said
+    200 for that part of every retry cycle."""
+    import threading
+
+    calls, hold = [], threading.Event()
+
+    def frames(source):
+        calls.append(source)
+        if len(calls) == 1:
+            raise SourceError("rtsp://cam/1: could not open")
+        hold.wait(10)  # the retry is slow to connect
+        for _ in range(1000):
+            yield np.zeros((8, 8, 3), np.uint8)
+            time.sleep(0.01)
+
+    from mask_od.sources import SourceError
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("mask_od.monitor.iter_frames", frames)
+        with running(ServeConfig(sources=["rtsp://cam/1"], retry_max_s=0.2), TruthDetector()) as (url, m):
+            try:
+                wait_for(lambda: len(calls) == 2, 10, "the retry to start")
+                status, body, _ = get(url + "/api/health")
+                assert (status, json.loads(body)["sources"]) == (503, ["down"]), body
+            finally:
+                hold.set()
+            wait_for(lambda: m.readers[0].state == "up", 10, "the source up once a frame comes")
+            assert get(url + "/api/health")[0] == 200
+
+
 def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
     """One photo that cannot be decoded is skipped with a line naming it (once, not on each looped pass): the folder
     used to fail there, and the monitor restarted it from its first photo again and again (each pass counted the same
