@@ -132,7 +132,8 @@ class SourceReader:
             if not self.replayable:
                 self.state = "ended"
                 return
-            self.state, self.retry_at = "down", time.time() + backoff
+            self.retry_at = time.time() + backoff  # before the state: "down" is never shown without its retry time
+            self.state = "down"
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.retry_max_s)
             self.restarts += 1

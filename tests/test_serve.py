@@ -677,6 +677,7 @@ def test_a_source_being_retried_stays_down_and_unhealthy_until_a_frame_comes(tmp
                 wait_for(lambda: len(calls) == 2, 10, "the retry to start")
                 status, body, _ = get(url + "/api/health")
                 assert (status, json.loads(body)["sources"]) == (503, ["down"]), body
+                assert m.stats()["sources"][0]["retry_in_s"] == 0  # the page shows "down (retrying…)"
             finally:
                 hold.set()
             wait_for(lambda: m.readers[0].state == "up", 10, "the source up once a frame comes")
