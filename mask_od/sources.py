@@ -47,13 +47,14 @@ def _open_capture(source: int | str, timeout_s: float = STREAM_TIMEOUT_S):
                 "browser webcam cell; elsewhere try another index or pass a video file"
             )
         if stream:
-            raise SourceError(f"{source}: the stream could not be opened within {timeout_s:g} s (wrong URL, server down "
-                              "or unreachable, or a codec FFmpeg lacks)")
+            raise SourceError(f"{source}: the stream could not be opened (refused, or no answer within {timeout_s:g} s: "
+                              "wrong URL, server down or unreachable, or a codec FFmpeg lacks)")
         raise SourceError(f"{source}: could not be opened as a video (missing file or unsupported codec)")
     return cap
 
 
 _SAID_UNDECODABLE: set[Path] = set()  # each photo that cannot be decoded is named once, not on every looped pass
+_SAID_SKIPPED: set[tuple] = set()  # (folder, names) whose skipped non-images were said: once, not on every looped pass
 
 
 def iter_folder(folder: Path | str, files: list[Path] | None = None, max_frames: int | None = None) -> Iterator[tuple[Path, np.ndarray]]:
@@ -102,7 +103,8 @@ def iter_frames(source: Source, max_frames: int | None = None, timeout_s: float 
             if not files:
                 raise SourceError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS[:5])} …, any case)")
             other = [p.name for p in entries if p not in files and not p.name.startswith(".")]
-            if other:
+            if other and (path, tuple(other)) not in _SAID_SKIPPED:
+                _SAID_SKIPPED.add((path, tuple(other)))
                 print(f"{path}: skipped {len(other)} file(s) or folder(s) that are not images: "
                       f"{', '.join(other[:5])}{' ...' if len(other) > 5 else ''}", flush=True)
             for _, frame in iter_folder(path, files, max_frames):

@@ -697,12 +697,21 @@ def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
     for k in range(3):
         cv2.imwrite(str(photos / f"{k}.jpg"), np.full((48, 64, 3), 40 * k, np.uint8))
     (photos / "1b.jpg").write_bytes(b"not a jpeg")
+    (photos / "notes.txt").write_text("not an image")
     assert len(list(iter_frames(photos))) == 3
-    assert f"{photos / '1b.jpg'}: cannot decode image (corrupt or not an image), skipped" in capfd.readouterr().out
+    said = capfd.readouterr().out
+    assert f"{photos / '1b.jpg'}: cannot decode image (corrupt or not an image), skipped" in said
+    assert f"{photos}: skipped 1 file(s) or folder(s) that are not images: notes.txt" in said
     with running(ServeConfig(sources=[str(photos)], loop=True), TruthDetector()) as (url, m):
         wait_for(lambda: m.readers[0].restarts >= 3, 20, "the looped folder to play three times")
         assert m.readers[0].error is None and m.readers[0].state == "up"
-    assert capfd.readouterr().out.count("1b.jpg") == 0  # said once (above), not on every pass
+    said = capfd.readouterr().out
+    assert said.count("1b.jpg") == said.count("notes.txt") == 0, said  # said once (above), not on every pass
+    assert f"note: {photos}: each photo is one frame, and a person counts after 5 frames" in said  # so the user knows why
+    from mask_od.serve import photo_folder_note
+
+    assert photo_folder_note(ServeConfig(sources=[str(photos)], tracker=TrackerConfig(min_frames=1))) is None
+    assert photo_folder_note(ServeConfig(sources=[str(write_known_video(tmp_path / "v.mp4"))])) is None
     with running(ServeConfig(sources=[str(photos)]), TruthDetector()) as (url, m):
         wait_for(lambda: m.readers[0].state == "ended", 20, "the folder to play once")
         assert m.processed[0] == 3 and m.readers[0].restarts == 0 and m.readers[0].error is None
