@@ -357,7 +357,10 @@ def check_port(cfg: ServeConfig) -> None:
 
 
 def _bound_monitor(cfg: ServeConfig, detector, alert: Callable | None):
-    """(the bound socket, the monitor, not started): the port is had first, and given back if the monitor fails."""
+    """(the bound socket, the monitor, not started): the port is had first, and given back if the monitor fails. Says
+    :func:`photo_folder_note` first, when there is one."""
+    if said := photo_folder_note(cfg):
+        print(said, flush=True)
     sock = _bind(cfg)
     try:
         return sock, Monitor(cfg, detector, alert)
@@ -369,7 +372,7 @@ def _bound_monitor(cfg: ServeConfig, detector, alert: Callable | None):
 def photo_folder_note(cfg: ServeConfig) -> str | None:
     """A line for the terminal when a source is a folder of photos and a person needs more than one frame to count:
     each photo is one frame, so unrelated photos count no one (``min_frames`` 1 counts the faces of each)."""
-    folders = [str(s) for s in cfg.sources if isinstance(s, (str, Path)) and "://" not in str(s) and Path(s).is_dir()]
+    folders = [str(s) for s in cfg.sources if isinstance(s, (str, Path)) and not is_live(s) and Path(s).is_dir()]
     if not folders or cfg.tracker.min_frames <= 1:
         return None
     return (f"note: {', '.join(folders)}: each photo is one frame, and a person counts after {cfg.tracker.min_frames} "
@@ -384,8 +387,6 @@ def serve(cfg: ServeConfig, detector, alert: Callable | None = None, on_ready: C
     import signal
 
     validate_config(cfg)
-    if said := photo_folder_note(cfg):
-        print(said, flush=True)
     sock, monitor = _bound_monitor(cfg, detector, alert)
     note = (" (token required: open it as ?token=TOKEN, or send Authorization: Bearer TOKEN)" if cfg.token
             else " (this machine only)")
@@ -422,8 +423,6 @@ class BackgroundMonitor:
 
     def __init__(self, cfg: ServeConfig, detector, alert: Callable | None = None, timeout_s: float = 30.0):
         validate_config(cfg)
-        if said := photo_folder_note(cfg):
-            print(said, flush=True)
         self._socket, self.monitor = _bound_monitor(cfg, detector, alert)
         self.cfg, self.alert, self.url = cfg, alert, None
         ready = threading.Event()
