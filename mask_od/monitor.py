@@ -277,6 +277,12 @@ class Monitor:
         r = self.readers[i]
         return r.state == "ended" and self.handled[i] >= r.read
 
+    def state(self, i: int) -> str:
+        """Source ``i``'s state as shown (page, ``/api/stats``, ``/api/health``): its reader's, except that a source whose
+        reader has ended stays ``up`` until its last frames are processed (counts and frames are final once ``ended``)."""
+        st = self.readers[i].state
+        return "up" if st == "ended" and not self.finished(i) else st
+
     def _event(self, i: int, person, det, rgb: np.ndarray) -> None:
         import cv2
 
@@ -332,18 +338,20 @@ class Monitor:
         unique = self.unique_counts()
         people = sum(unique.values())
         bare = sum(c for n, c in unique.items() if n in self.cfg.tracker.event_classes)
-        live = [r.state != "ended" for r in self.readers]  # a source that has ended shows no one now
+        states = [self.state(r.index) for r in self.readers]
+        live = [st != "ended" for st in states]  # a source that has ended shows no one now
         now = {n: sum(c.get(n, 0) for c, on in zip(self.now_counts, live) if on) for n in self.names}
         recent = [t for _, t in list(self._recent)]
         return {"counts_now": now, "unique_people": unique, "people": people,
                 "compliance": round(1 - bare / people, 4) if people else None, "event_classes": list(self.cfg.tracker.event_classes),
                 "fps": round(self.fps(), 2), "ms_per_frame": round(1000 * float(np.mean(recent)), 1) if recent else None,
                 "frames": sum(self.processed), "events": self.num_events, "uptime_s": round(time.time() - self.t0, 1),
-                "sources": [{"index": r.index, "name": r.name, "state": r.state, "frames_read": r.read,
+                "sources": [{"index": r.index, "name": r.name, "state": st, "frames_read": r.read,
                              "frames_processed": self.processed[r.index], "dropped": r.dropped, "fps": round(self.fps(r.index), 2),
                              "restarts": r.restarts, "error": r.error,
-                             "retry_in_s": round(max(0.0, r.retry_at - time.time()), 1) if r.state == "down" and r.retry_at else None,
-                             "people_now": sum(self.now_counts[r.index].values()) if r.state != "ended" else 0} for r in self.readers]}
+                             "retry_in_s": round(max(0.0, r.retry_at - time.time()), 1) if st == "down" and r.retry_at else None,
+                             "people_now": sum(self.now_counts[r.index].values()) if st != "ended" else 0}
+                            for r, st in zip(self.readers, states)]}
 
     def close(self) -> list[str]:
         """Stop sources and detector, finish recordings and the event log; returns the files written."""

@@ -194,7 +194,7 @@ def build_app(monitor: Monitor, token: str | None = None, host: str = "127.0.0.1
 
     @app.get("/api/health")
     async def health():
-        states = [r.state for r in monitor.readers]
+        states = [monitor.state(r.index) for r in monitor.readers]
         errors = [r.error for r in monitor.readers if r.error]
         # unhealthy: stopped, or no source delivering frames while one is down (ended videos alone are fine)
         ok = (monitor._thread.is_alive() and not monitor.stopping.is_set()

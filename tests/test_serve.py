@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -436,10 +437,43 @@ def test_a_dead_source_is_said_in_the_terminal_and_in_health(tmp_path, capfd):
         assert err.count("source 0 (") == 1 and "gone.mp4" in err and "retrying" in err  # once, not at every retry
         assert health["ok"] is False and health["sources"] == ["down"] and "gone.mp4" in health["source_errors"][0]
         write_known_video(missing)  # the file appears: the next retry plays it, and the terminal says so
-        wait_for(lambda: m.readers[0].state == "ended", 30, "the source back, played once")
+        wait_for(lambda: m.state(0) == "ended", 30, "the source back, played once")
         assert get(url + "/api/health")[0] == 200  # a video that ended, alone, is healthy
     out, err = capfd.readouterr()
     assert f"source 0 ({missing}) up again" in err and f"source 0 ({missing}) ended after {N} frames" in out, (out, err)
+
+
+class HeldDetector(TruthDetector):
+    """Blocks inside its ``hold_at``-th call until ``release`` is set (a detector still busy with a frame)."""
+
+    def __init__(self, hold_at: int):
+        super().__init__()
+        self.hold_at, self.holding, self.release = hold_at, threading.Event(), threading.Event()
+
+    def predict(self, rgb):
+        if self.calls == self.hold_at:
+            self.holding.set()
+            assert self.release.wait(20)
+        return super().predict(rgb)
+
+
+def test_a_source_shows_ended_only_once_its_last_frame_is_processed(tmp_path):
+    """The reader of a file ends as soon as it has read the last frame; the detector may still be on it. The page, the
+    stats and health said "ended" then, with a frame count one short (CI: a folder of 3 photos "ended" at 2 frames)."""
+    video = write_known_video(tmp_path / "known.mp4")
+    det = HeldDetector(hold_at=N - 1)
+    with running(ServeConfig(sources=[str(video)]), det) as (url, m):
+        assert det.holding.wait(30), "the detector never reached the last frame"
+        wait_for(lambda: m.readers[0].state == "ended", 10, "the reader to end")  # it has read every frame
+        s = m.stats()["sources"][0]
+        health = json.loads(get(url + "/api/health")[1])
+        assert s["state"] == "up" and s["frames_read"] == N and s["frames_processed"] == N - 1, s  # not ended yet
+        assert health["sources"] == ["up"] and health["ok"] is True
+        det.release.set()
+        wait_for(lambda: m.stats()["sources"][0]["state"] == "ended", 10, "the last frame processed")
+        s = m.stats()["sources"][0]
+        assert s["frames_processed"] == N and s["people_now"] == 0, s
+        assert json.loads(get(url + "/api/health")[1])["sources"] == ["ended"]
 
 
 def test_serving_leaves_the_process_logging_alone(tmp_path):
@@ -465,7 +499,7 @@ def test_serving_leaves_the_process_logging_alone(tmp_path):
 def test_health_is_503_when_a_source_is_down_and_the_others_have_ended(tmp_path, capfd):
     video = write_known_video(tmp_path / "known.mp4")
     with running(ServeConfig(sources=[str(video), str(tmp_path / "typo.mp4")], retry_max_s=0.2), TruthDetector()) as (url, m):
-        wait_for(lambda: [r.state for r in m.readers] == ["ended", "down"], 30, "one ended, one down")
+        wait_for(lambda: [m.state(i) for i in range(2)] == ["ended", "down"], 30, "one ended, one down")
         status, body, _ = get(url + "/api/health")
     assert status == 503 and json.loads(body)["ok"] is False  # nothing delivers frames and one source is broken
     assert "source 0 (" in capfd.readouterr().out  # "… ended after N frames" is said
@@ -713,7 +747,7 @@ def test_a_folder_with_a_corrupt_photo_skips_it_and_plays_once(tmp_path, capfd):
     assert photo_folder_note(ServeConfig(sources=[str(photos)], tracker=TrackerConfig(min_frames=1))) is None
     assert photo_folder_note(ServeConfig(sources=[str(write_known_video(tmp_path / "v.mp4"))])) is None
     with running(ServeConfig(sources=[str(photos)]), TruthDetector()) as (url, m):
-        wait_for(lambda: m.readers[0].state == "ended", 20, "the folder to play once")
+        wait_for(lambda: m.stats()["sources"][0]["state"] == "ended", 20, "the folder to play once")
         assert m.processed[0] == 3 and m.readers[0].restarts == 0 and m.readers[0].error is None
     from mask_od.notebook import detect_photos  # the notebook's try-it step names each photo by its own file
 
