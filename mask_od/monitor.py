@@ -108,7 +108,8 @@ class SourceReader:
                     if self._said is not None:  # it was said to be down: say it is back
                         print(f"source {self.index} ({self.name}) up again", file=sys.stderr, flush=True)
                         self._said = None
-                    self.state, self.error, self.retry_at, backoff = "up", None, None, 1.0
+                    self.error, self.retry_at, backoff = None, None, 1.0  # cleared before "up" is shown
+                    self.state = "up"
                     self._put(frame)
                     got += 1
                     if self._stop.is_set():
@@ -199,6 +200,9 @@ class Monitor:
                          for s in cfg.sources]
         self.hub = FrameHub(len(self.readers))
         self.now_counts = [{n: 0 for n in self.names} for _ in self.readers]
+        # each tracker's people per class, replaced (never changed) by the detector thread after each frame: the web
+        # app reads these, never the trackers' dicts, which that thread changes while it tracks
+        self._unique = [t.unique_counts() for t in self.trackers]
         self.processed = [0] * len(self.readers)
         self.handled = [0] * len(self.readers)  # frames taken from each reader and done with (shown, or failed)
         self._times = [collections.deque(maxlen=32) for _ in self.readers]  # when each source's last frames were done
@@ -255,6 +259,7 @@ class Monitor:
         for n in det.names:
             counts[n] = counts.get(n, 0) + 1
         self.now_counts[i] = counts
+        self._unique[i] = self.trackers[i].unique_counts()
         for person, k in tf.events:
             self._event(i, person, det.select([k]), rgb)
         out = draw_boxes_rgb(rgb, det.boxes, det.classes, [f"{n} #{t}" for n, t in zip(det.names, tf.track_ids)])
@@ -262,7 +267,6 @@ class Monitor:
         self._recent.append((now, now - t))
         self._times[i].append(now)
         draw_overlay(out, self.fps(i), counts, self.colors)
-        self.processed[i] += 1
         if self.cfg.record_dir:
             self._record(i, cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
         h, w = out.shape[:2]
@@ -271,6 +275,7 @@ class Monitor:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
         if ok:
             self.hub.publish(i, buf.tobytes())
+        self.processed[i] += 1  # once shown: a count read by the web app never runs ahead of the page
 
     def finished(self, i: int) -> bool:
         """Source ``i`` has ended and every frame it read is done: no newer frame of it will come."""
@@ -293,18 +298,19 @@ class Monitor:
         if max(crop.shape[:2]) > 160:
             f = 160 / max(crop.shape[:2])
             crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))), interpolation=cv2.INTER_AREA)
-        self.num_events += 1
-        eid = self.num_events
+        eid = self.num_events + 1
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if len(self.events) == self.events.maxlen:
-            self.crops.pop(self.events[0]["id"], None)
         if ok:
             self.crops[eid] = buf.tobytes()
         ev = {"id": eid, "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()), "source": i,
               "source_name": self.readers[i].name, "track_id": person.track_id, "class": person.name,
               "score": round(float(det.scores[0]), 3), "frame": self.trackers[i].frame,
               "box_yxyx": [round(float(v), 4) for v in det.boxes[0]], "crop": f"/api/crops/{eid}.jpg" if ok else None}
-        self.events.append(ev)
+        dropped = self.events[0]["id"] if len(self.events) == self.events.maxlen else None
+        self.events.append(ev)  # listed, then counted (the web app reads the count, then the list), then its oldest crop freed
+        self.num_events = eid
+        if dropped is not None:
+            self.crops.pop(dropped, None)
         if self._log is not None:
             self._log.write(json.dumps(ev) + "\n")
             self._log.flush()
@@ -329,8 +335,8 @@ class Monitor:
 
     def unique_counts(self) -> dict[str, int]:
         out = {n: 0 for n in self.names}
-        for t in self.trackers:
-            for n, c in t.unique_counts().items():
+        for counts in list(self._unique):
+            for n, c in counts.items():
                 out[n] = out.get(n, 0) + c
         return out
 
@@ -349,7 +355,7 @@ class Monitor:
                 "sources": [{"index": r.index, "name": r.name, "state": st, "frames_read": r.read,
                              "frames_processed": self.processed[r.index], "dropped": r.dropped, "fps": round(self.fps(r.index), 2),
                              "restarts": r.restarts, "error": r.error,
-                             "retry_in_s": round(max(0.0, r.retry_at - time.time()), 1) if st == "down" and r.retry_at else None,
+                             "retry_in_s": round(max(0.0, ra - time.time()), 1) if st == "down" and (ra := r.retry_at) else None,
                              "people_now": sum(self.now_counts[r.index].values()) if st != "ended" else 0}
                             for r, st in zip(self.readers, states)]}
 

@@ -1,6 +1,7 @@
 """Live loop with a fake detector (fast) and the shared street video."""
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -98,13 +99,17 @@ def xvfb_server():
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb not installed (apt-get install xvfb): the desktop window cannot be tested here")
     pytest.importorskip("tkinter", reason="this Python has no tkinter")
-    n = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    first = 90 + 20 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)  # xdist workers never pick the same one
+    n = next(n for n in range(first, first + 100) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
     proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         if Path(f"/tmp/.X11-unix/X{n}").exists():
             break
         time.sleep(0.05)
+    else:
+        proc.terminate()
+        pytest.fail(f"Xvfb :{n} did not start within 10 s")
     yield f":{n}"
     proc.terminate()
     proc.wait(timeout=10)
@@ -221,18 +226,23 @@ def test_wait_returns_once_the_callback_has_said_its_alert():
 def test_alerts_queue_while_the_callback_is_busy_and_drop_beyond_the_bound():
     """The monitor fires one alert per person (cooldown 0): two people in one frame make two alerts even when the
     first callback is still running; past max_pending they are counted as dropped, and the loop never waits."""
-    release, msgs = threading.Event(), []
+    release, started, msgs = threading.Event(), threading.Event(), []
 
     def slow_alert(msg):
+        started.set()
         release.wait(30)
         msgs.append(msg)
 
     hook = AlertHook(slow_alert, classes=["without_mask"], cooldown_s=0, max_pending=2)
     bare = Detections(np.zeros((1, 4), np.float32), np.array([2]), np.array([0.9], np.float32), ["without_mask"])
     t0 = time.monotonic()
-    sent = [hook(bare, now=1.0 + k) for k in range(5)]  # the worker holds the 1st, 2 wait, the other 2 are dropped
-    assert time.monotonic() - t0 < 1.0
-    assert sent.count(True) in (3, 4) and hook.count == sent.count(True) and hook.dropped == 5 - hook.count
+    sent = [hook(bare, now=1.0)]
+    assert started.wait(10)  # the worker holds the 1st (a worker slow to start would leave it queued: 2 sent, not 3)
+    sent += [hook(bare, now=2.0 + k) for k in range(4)]  # 2 wait, the other 2 are dropped
+    assert time.monotonic() - t0 < 10.0 and sent == [True, True, True, False, False], sent  # the loop never waited
+    assert hook.count == 3 and hook.dropped == 2
+    worker = hook._worker
+    assert worker is not None
     release.set()
     assert hook.wait(10)
     for _ in range(500):
@@ -240,8 +250,6 @@ def test_alerts_queue_while_the_callback_is_busy_and_drop_beyond_the_bound():
             break
         time.sleep(0.01)
     assert len(msgs) == hook.count
-    worker = hook._worker
-    assert worker is not None
     worker.join(5)  # idle for a second, the worker ends: no thread outlives its alerts
     assert not worker.is_alive()
     assert hook(bare, now=100.0) is True and hook.wait(5)  # a later alert starts a new one
@@ -419,10 +427,10 @@ class Nobody:
         return Detections.from_arrays(np.zeros((0, 4), np.float32), [], np.zeros(0, np.float32), self.label_map)
 
 def frames():
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()  # once run_live reads (its handler is set)
     while True:
         yield np.zeros((48, 64, 3), np.uint8)
 
-threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
 print(run_live(Nobody(), frames(), display="none", output_video={str(tmp_path / 'v.mp4')!r}, log_path={str(tmp_path / 'l.jsonl')!r}, output_fps=10))
 """
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
