@@ -280,12 +280,14 @@ class Monitor:
     def finished(self, i: int) -> bool:
         """Source ``i`` has ended and every frame it read is done: no newer frame of it will come."""
         r = self.readers[i]
-        return r.state == "ended" and self.handled[i] >= r.read
+        return r.state == "ended" and self.handled[i] + r.dropped >= r.read  # a dropped (stale live) frame is never taken
 
     def state(self, i: int) -> str:
         """Source ``i``'s state as shown (page, ``/api/stats``, ``/api/health``): its reader's, except that a source whose
         reader has ended stays ``up`` until its last frames are processed (counts and frames are final once ``ended``)."""
         st = self.readers[i].state
+        if self.stopping.is_set() or not self._thread.is_alive():  # no frame will be processed any more
+            return st
         return "up" if st == "ended" and not self.finished(i) else st
 
     def _event(self, i: int, person, det, rgb: np.ndarray) -> None:
@@ -307,8 +309,8 @@ class Monitor:
               "score": round(float(det.scores[0]), 3), "frame": self.trackers[i].frame,
               "box_yxyx": [round(float(v), 4) for v in det.boxes[0]], "crop": f"/api/crops/{eid}.jpg" if ok else None}
         dropped = self.events[0]["id"] if len(self.events) == self.events.maxlen else None
-        self.events.append(ev)  # listed, then counted (the web app reads the count, then the list), then its oldest crop freed
-        self.num_events = eid
+        self.num_events = eid  # counted, then listed (the web app reads the list, then the count: no id above it), and
+        self.events.append(ev)  # the crop of the event that rotated out freed only once it is no longer listed
         if dropped is not None:
             self.crops.pop(dropped, None)
         if self._log is not None:

@@ -257,8 +257,9 @@ def parity_failures(c: dict, name: str, max_map50_drop: float = MAX_MAP50_DROP) 
         # of a model trained a few steps cannot refuse a file); a report made before the bound was recorded: the median
         iou_high = c.get("box_iou_high95", c["box_iou"])
         if iou_high is not None and iou_high < MIN_BOX_IOU:
+            bound = f"95% upper bound {iou_high:.2f}; " if "box_iou_high95" in c else ""
             out.append(f"{name} boxes overlap the SavedModel's at a median IoU of {c['box_iou']:.2f} over {c['pairs']} "
-                       f"matched detections {on} (95% upper bound {iou_high:.2f}; at least {MIN_BOX_IOU} expected)")
+                       f"matched detections {on} ({bound}at least {MIN_BOX_IOU} expected)")
         if c["box_shift_se"] is not None:
             shift, se = np.abs(c["box_shift"]), np.asarray(c["box_shift_se"])
             if np.any((shift > MAX_BOX_SHIFT) & (shift > 3 * se)):

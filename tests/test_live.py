@@ -99,8 +99,8 @@ def xvfb_server():
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb not installed (apt-get install xvfb): the desktop window cannot be tested here")
     pytest.importorskip("tkinter", reason="this Python has no tkinter")
-    first = 90 + 20 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)  # xdist workers never pick the same one
-    n = next(n for n in range(first, first + 100) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    first = 90 + 20 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)  # each xdist worker has its own 20
+    n = next(n for n in range(first, first + 20) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
     proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):

@@ -49,9 +49,8 @@ def test_page_shows_live_frames_and_counts_and_ctrl_c_finishes_the_files(tmp_pat
         wait_for(lambda: dev.js("window.monitor && window.monitor.updates > 0"), 30, "the first update over SSE")
         first = wait_for(lambda: dev.js(CHECKSUM_JS), 30, "the live image")
         frames0 = dev.js("window.monitor.stats.frames")
-        assert frames0 < 197, frames0  # the page saw the video playing
         # the image and the count move on while it plays; a slow browser may see the end first (its last frame is sent
-        # once), so the video's end also ends the waits: the page must then show the last count
+        # once): then the video's end ends the waits, and the page must show the last count (below)
         ended = lambda: dev.js("window.monitor.stats.sources[0].state") == "ended"  # noqa: E731
         wait_for(lambda: dev.js(CHECKSUM_JS) not in (None, first) or ended(), 20, "the live image to change")
         wait_for(lambda: dev.js("window.monitor.stats.frames") > frames0 + 10 or ended(), 30, "the frame count to go up on the page")
