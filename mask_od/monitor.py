@@ -282,11 +282,15 @@ class Monitor:
         r = self.readers[i]
         return r.state == "ended" and self.handled[i] + r.dropped >= r.read  # a dropped (stale live) frame is never taken
 
+    def running(self) -> bool:
+        """The detector thread is processing frames (started, not stopped, not dead)."""
+        return self._thread.is_alive() and not self.stopping.is_set()
+
     def state(self, i: int) -> str:
         """Source ``i``'s state as shown (page, ``/api/stats``, ``/api/health``): its reader's, except that a source whose
         reader has ended stays ``up`` until its last frames are processed (counts and frames are final once ``ended``)."""
         st = self.readers[i].state
-        if self.stopping.is_set() or not self._thread.is_alive():  # no frame will be processed any more
+        if not self.running():  # no frame will be processed any more
             return st
         return "up" if st == "ended" and not self.finished(i) else st
 

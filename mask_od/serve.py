@@ -197,7 +197,7 @@ def build_app(monitor: Monitor, token: str | None = None, host: str = "127.0.0.1
         states = [monitor.state(r.index) for r in monitor.readers]
         errors = [r.error for r in monitor.readers if r.error]
         # unhealthy: stopped, or no source delivering frames while one is down (ended videos alone are fine)
-        ok = (monitor._thread.is_alive() and not monitor.stopping.is_set()
+        ok = (monitor.running()
               and (any(st not in ("down", "ended") for st in states) or "down" not in states))
         # 503 when unhealthy, so a load balancer, `curl -f` or a container health check sees it without reading JSON
         return JSONResponse({"ok": ok, "sources": states, "source_errors": errors, "frame_errors": monitor.errors,
