@@ -118,7 +118,7 @@ def write_copy_paste_record(train_list: Path | str, label_map: Path | str, out_r
                 pasted = dataclasses.replace(ann, image_path=Path(f"paste{c}_{ann.image_path.name}"), names=names,
                                              boxes_xyxy=boxes, difficult=list(ann.difficult) + [0] * (len(names) - ann.num_boxes),
                                              truncated=list(ann.truncated) + [0] * (len(names) - ann.num_boxes))
-                wr.write(build_tf_example(pasted, buf.tobytes(), ids).SerializeToString())
+                wr.write(build_tf_example(pasted, buf.tobytes(), ids).SerializeToString(deterministic=True))
                 counts["photos"] += 1
     return counts
 

@@ -137,7 +137,7 @@ def write_tfrecords(
             clipped += ann.clipped
             for n in ann.names:
                 per_class[n] += 1
-            writers[k % num_shards].write(build_tf_example(ann, data, ids).SerializeToString())
+            writers[k % num_shards].write(build_tf_example(ann, data, ids).SerializeToString(deterministic=True))
         for w in writers:
             w.close()
         for t, p in zip(tmps, paths):

@@ -57,3 +57,22 @@ def test_shard_names():
     assert [p.name for p in shard_paths("a/t.record", 1)] == ["t.record"]
     with pytest.raises(ValueError):
         shard_paths("t.record", 0)
+
+
+def test_the_same_photos_give_the_same_record_bytes_in_another_process(tiny_voc, tmp_path):
+    """A run resumes only on records with its sha256 (runs.records_identity); the notebook rewrites them on every run,
+    so after a kernel restart they must come out byte for byte the same. A tf.train.Example's feature map is written
+    in an order that changes between processes unless serialized deterministically."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys; from mask_od.annotations import parse_voc_dir; from mask_od.tfrecord import write_tfrecords; "
+            "write_tfrecords(parse_voc_dir(sys.argv[1]), sys.argv[2], sys.argv[3], progress=False)")
+    digests = set()
+    for k in range(3):
+        out = tmp_path / f"p{k}" / "train.record"
+        subprocess.run([sys.executable, "-c", code, str(tiny_voc.xml_dir), str(tiny_voc.label_map_path), str(out)],
+                       check=True, capture_output=True)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
