@@ -51,12 +51,19 @@ def at_least(low: float, kind=int):
     return parse
 
 
+def error_exit(error: BaseException | str) -> int:
+    """Print ``error: <message>`` to stderr (where argparse prints its own) and return 2, a script's exit code for bad
+    input or a failed step; the message names the file and what is wrong."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the script of ``argv[0]`` with the rest of ``argv``; returns its exit code (2 for an unknown step)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in STEPS:
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"error: unknown step {argv[0]!r}")
+            error_exit(f"unknown step {argv[0]!r}")
         print("usage: mask-od STEP [ARGS ...]   (mask-od STEP --help for a step's arguments)\nsteps: "
               + ", ".join(f"{k} (scripts/{v}.py)" for k, v in STEPS.items()))
         return 0 if argv and argv[0] in ("-h", "--help") else 2

@@ -16,14 +16,14 @@ def main(argv=None) -> int:
     p.add_argument("--out_dir", default="workspace/images/collected")
     a = p.parse_args(argv)
     from mask_od.capture import capture_images
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
 
     try:
         r = capture_images(a.labels, a.num_images, a.interval_s, a.source, a.out_dir,
                            on_saved=lambda label, path: print(f"{label}: {path}", flush=True))
     except (MaskODError, OSError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     print(r.message)
     return 0
 

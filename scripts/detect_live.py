@@ -11,7 +11,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
-    from mask_od.cli import at_least, fraction
+    from mask_od.cli import at_least, error_exit, fraction
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="exported saved_model/ folder or .tflite file (default: the shipped "
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
         alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = run_live(det, a.source, a.display, a.output_video, a.log_path, alert, a.max_frames, overwrite=a.overwrite)
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     except KeyboardInterrupt:  # before the frame loop (which ends cleanly on Ctrl-C): nothing was written
         print("stopped by Ctrl-C before it started", flush=True)
         return 130

@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from pathlib import Path
 
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.evaluate import evaluate, examples_from_records, examples_from_voc, format_metrics
     from mask_od.fileio import refuse_outputs_on_inputs
@@ -42,8 +43,7 @@ def main(argv=None) -> int:
             examples = examples_from_records(records, a.limit, label_map, f"the label map of {a.model}")
         m = evaluate(predict, examples, label_map, out_dir=out_dir)
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     print(format_metrics(m))
     print(f"metrics and plots: {out_dir}")
     print(json.dumps({k: m[k] for k in ("mAP", "mAP50", "mAP75", "AR100")}))

@@ -33,6 +33,7 @@ def main(argv=None) -> int:
                         "write_metadata.py --build), on builds that venv first when missing (~100 s, ~1 GB once), off skips it")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out_dir (never a run folder)")
     a = p.parse_args(argv)
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.export import export_model
 
@@ -41,8 +42,7 @@ def main(argv=None) -> int:
                          a.num_calibration, a.which, a.overwrite, max_map50_drop=a.max_map50_drop,
                          int8_float_layers=a.int8_float_layers, metadata={"auto": None, "on": True, "off": False}[a.metadata])
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     except KeyboardInterrupt:  # the export's temporary folder is already removed; an earlier export is untouched
         print(f"stopped by Ctrl-C: nothing was written to {a.out_dir}")
         return 130

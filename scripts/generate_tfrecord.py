@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.num_shards < 1:
         p.error(f"--num_shards must be >= 1, got {a.num_shards}")
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.tfrecord import convert_voc_dir
 
@@ -36,8 +37,7 @@ def main(argv=None) -> int:
                   + " (classes by number of boxes); give the same file to every later step (test records, training)")
         r = convert_voc_dir(a.xml_dir, a.labels_path, a.output_path, a.image_dir, a.num_shards, a.csv_path, a.overwrite)
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     print(f"wrote {r.num_images} images, {r.num_boxes} boxes {r.boxes_per_class} to {', '.join(map(str, r.paths))} "
           f"({r.images_per_second:.0f} images/s; {r.clipped_boxes} boxes clipped at the edge, {r.reencoded_images} images re-encoded)")
     return 0

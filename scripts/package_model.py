@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     sizes = [size for size, _ in a.size_run]
     if len(set(sizes)) < len(sizes):
         p.error(f"--size_run names size {max(sizes, key=sizes.count)} twice: give one run per size")
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.package import package_model, update_card
 
@@ -53,8 +54,7 @@ def main(argv=None) -> int:
                       num_check=a.num_check, card=card, examples=tuple(a.examples), overwrite=a.overwrite, which=a.which,
                       size_runs=dict(a.size_run))
     except (MaskODError, FileExistsError, OSError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     return 0
 
 

@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     if not 0 < a.ratio < 1:
         p.error(f"-r/--ratio must lie between 0 and 1 (the share of images for test), got {a.ratio:g}")
     from mask_od.annotations import parse_voc_dir
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.split import split_annotations, write_split
 
@@ -33,8 +34,7 @@ def main(argv=None) -> int:
         sp = split_annotations(anns, a.ratio, seed=a.seed)
         out = write_split(sp, a.outputDir or a.imageDir, overwrite=a.overwrite)
     except (MaskODError, ValueError, OSError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     print(f"train {len(sp.train)} images -> {out['train_dir']}\ntest {len(sp.test)} images -> {out['test_dir']}")
     return 0
 

@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     import papermill as pm
     import yaml
 
+    from mask_od.cli import error_exit
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__ + "\n\nThe parameters, with their defaults (the notebook's first cell):\n")
@@ -34,16 +36,14 @@ def main(argv=None) -> int:
     known = [line.split("=")[0].strip() for line in parameters_cell().splitlines() if "=" in line.split("#")[0]]
     for a in argv:
         if "=" not in a:
-            print(f"error: expected NAME=VALUE, got {a!r}")
-            return 2
+            return error_exit(f"expected NAME=VALUE, got {a!r}")
         k, v = a.split("=", 1)
         if k not in known:  # a typo would otherwise run the whole notebook with the default
             import difflib
 
             close = difflib.get_close_matches(k, known, n=1)
-            print(f"error: {k} is not a parameter of Mask_detection.ipynb" + (f" (did you mean {close[0]}?)" if close else "")
-                  + "; --help lists them")
-            return 2
+            return error_exit(f"{k} is not a parameter of Mask_detection.ipynb" + (f" (did you mean {close[0]}?)" if close else "")
+                              + "; --help lists them")
         params[k] = yaml.safe_load(v)
     workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
     workspace.mkdir(parents=True, exist_ok=True)

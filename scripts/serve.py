@@ -11,7 +11,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
-    from mask_od.cli import at_least, fraction
+    from mask_od.cli import at_least, error_exit, fraction
     from mask_od.monitor import ServeConfig
     from mask_od.track import BARE, TrackerConfig
 
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
         alert = AlertHook(classes=a.alert_classes, cooldown_s=a.alert_cooldown_s) if a.alert_classes else None
         s = serve(cfg, det, alert, on_ready=lambda url: print(f"serving on {url}; Ctrl-C stops", flush=True))
     except (MaskODError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", flush=True)
-        return 2
+        return error_exit(e)
     except KeyboardInterrupt:  # before the frame loop (which ends cleanly on Ctrl-C): nothing was written
         print("stopped by Ctrl-C before it started", flush=True)
         return 130

@@ -15,6 +15,7 @@ def main(argv=None) -> int:
         print(__doc__ + "\n\n" + DEFAULTS_PATH.read_text())
         return 0
     from mask_od.config import build_config, parse_key_values
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.train import TrainingInterrupted, train
 
@@ -26,8 +27,7 @@ def main(argv=None) -> int:
         print(str(e), flush=True)
         return 130
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     print(f"done: step {r.step}, latest {r.latest_checkpoint}, best {r.best_checkpoint} (mAP@0.5 {r.best_map50})")
     print(f"TensorBoard: tensorboard --logdir {r.run_dir}")
     return 0

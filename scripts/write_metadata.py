@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--build", action="store_true", help="build the MediaPipe tool venv when missing")
     p.add_argument("--tool_env", default=str(TOOL_ENV), help="where the tool venv lives")
     a = p.parse_args(argv)
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.metadata import build_tool_env
     from mask_od.package import add_metadata
@@ -32,8 +33,7 @@ def main(argv=None) -> int:
         else:
             print(json.dumps(add_metadata(a.folder, a.tool_env, build=a.build), indent=1))
     except (MaskODError, OSError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     return 0
 
 

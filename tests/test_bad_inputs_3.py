@@ -45,7 +45,7 @@ def test_2_normalized_coordinates_are_refused_naming_the_file(shared_face_mask, 
     lm.write_text("item { id: 1 name: 'with_mask' }\nitem { id: 2 name: 'without_mask' }\nitem { id: 3 name: 'mask_weared_incorrect' }\n")
     p = run_script("generate_tfrecord.py", "-x", data, "-l", lm, "-o", out)
     one_error_line(p, "1 of 1 annotation files are unusable")
-    assert re.search(r"maksssksksss0\.xml: all \d+ box coordinates .* look normalized", p.stdout), p.stdout
+    assert re.search(r"maksssksksss0\.xml: all \d+ box coordinates .* look normalized", p.stderr), p.stdout + p.stderr
     assert not out.exists() and tree_digest(data) == before
 
 

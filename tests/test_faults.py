@@ -24,7 +24,8 @@ def one_error_line(p: subprocess.CompletedProcess, *words: str) -> str:
     out = p.stdout + p.stderr
     assert p.returncode == 2, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
-    line = next(x for x in out.splitlines() if x.startswith("error:") or ": error:" in x)
+    line = next(x for x in p.stderr.splitlines() if x.startswith("error:") or ": error:" in x)  # on stderr, as argparse's
+    assert not any(x.startswith("error:") for x in p.stdout.splitlines()), p.stdout[-3000:]
     for w in words:
         assert w in line, (w, line)
     return line

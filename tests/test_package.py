@@ -10,10 +10,12 @@ import pytest
 from conftest import ROOT, need_shared
 
 
-def test_cli_lists_the_steps_and_runs_a_step():
+def test_cli_lists_the_steps_and_runs_a_step(capsys):
     from mask_od.cli import STEPS, main
 
     assert main(["--help"]) == 0 and main([]) == 2 and main(["nope"]) == 2
+    out, err = capsys.readouterr()
+    assert "error: unknown step 'nope'" in err and "error" not in out and "steps: capture" in out  # errors on stderr
     for module in STEPS.values():
         assert (ROOT / "scripts" / f"{module}.py").is_file()
     with pytest.raises(SystemExit) as e:  # argparse's --help of the export step

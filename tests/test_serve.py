@@ -296,7 +296,7 @@ def test_non_loopback_bind_without_token_refuses_to_start(capsys):
 
     t = time.perf_counter()
     assert script.main(["--source", "0", "--host", "192.168.1.5"]) == 2
-    assert "refusing to bind 192.168.1.5" in capsys.readouterr().out and time.perf_counter() - t < 5  # no model loaded
+    assert "refusing to bind 192.168.1.5" in capsys.readouterr().err and time.perf_counter() - t < 5  # no model loaded
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path, capfd):
@@ -321,7 +321,8 @@ def test_a_port_in_use_is_a_clear_error(tmp_path, capfd):
         assert script.main(["--source", "0", "--port", str(port)]) == 2 and time.perf_counter() - t < 5
     out, err = capfd.readouterr()
     assert "Errno" not in out + err and "address already in use" not in out + err, (out, err)
-    assert out.strip() == f"error: could not serve on 127.0.0.1:{port} (in use, or not an address of this machine)", out
+    assert err.strip() == f"error: could not serve on 127.0.0.1:{port} (in use, or not an address of this machine)", err
+    assert not out.strip(), out  # errors go to stderr, as argparse's do
     assert "XNNPACK" not in err, err  # no model was loaded
 
 
@@ -552,7 +553,7 @@ def test_token_files_and_alert_classes_are_checked(tmp_path, capsys):
         script.main(["--token", "a-long-enough-token-123", "--token_file", str(tmp_path / "t.txt")])
     assert "not both" in capsys.readouterr().err
     assert script.main(["--host", "0.0.0.0", "--token_file", str(tmp_path)]) == 2
-    assert "token file" in capsys.readouterr().out
+    assert "token file" in capsys.readouterr().err
     for bad in (["--score_threshold", "2"], ["--num_threads", "0"], ["--alert_cooldown_s", "-1"]):
         with pytest.raises(SystemExit):
             script.main(bad)

@@ -347,7 +347,7 @@ def test_package_script(trained_run, tmp_path):
     assert r.returncode == 0 and card.startswith("# my model\nmeasured: 0.123") and json.loads(manifest)["files"]["config.yaml"] in card
     assert (out / "manifest.json").read_text() == manifest
     r = subprocess.run([sys.executable, script, str(tmp_path / "nothing"), str(tmp_path / "pkg2")], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and "error:" in r.stdout and "nothing: not a run directory" in r.stdout
+    assert r.returncode == 2 and "error:" in r.stderr and "nothing: not a run directory" in r.stderr and "error" not in r.stdout
 
 
 @pytest.mark.slow
@@ -495,7 +495,7 @@ def test_size_run_that_does_not_fit_is_refused(trained_run, tmp_path, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main([cfg.output_dir, str(out), "--image_size", "128", "--size_run", f"128={classes}"]) == 2
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert printed.startswith("error: size run") and str(classes) in printed and "label map" in printed
     with pytest.raises(SystemExit):
         script.main([cfg.output_dir, str(out), "--size_run", "128"])
