@@ -79,4 +79,10 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from mask_od.train import TrainingInterrupted
+
+    try:
+        main(sys.argv[1:])
+    except TrainingInterrupted as e:  # Ctrl-C: a checkpoint was saved; the same command resumes (as scripts/train.py says)
+        print(e, flush=True)
+        raise SystemExit(130) from None
