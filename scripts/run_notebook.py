@@ -21,6 +21,12 @@ def parameters_cell() -> str:
     return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
 
 
+def first_line(source: str) -> str:
+    """The first line of a cell's code that is not a comment (shortened), to name the cell."""
+    line = next((x.strip() for x in source.splitlines() if x.strip() and not x.strip().startswith("#")), "")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
 def main(argv=None) -> int:
     import papermill as pm
     import yaml
@@ -51,8 +57,12 @@ def main(argv=None) -> int:
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     t0 = time.perf_counter()
     print(f"running Mask_detection.ipynb with {params}; cell outputs follow", flush=True)
-    pm.execute_notebook(str(ROOT / "Mask_detection.ipynb"), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(ROOT), progress_bar=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
+    try:
+        pm.execute_notebook(str(ROOT / "Mask_detection.ipynb"), str(out), parameters=params, kernel_name="python3",
+                            cwd=str(ROOT), progress_bar=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
+    except pm.PapermillExecutionError as e:  # a cell raised: its message, not papermill's traceback around it
+        return error_exit(f"{e.evalue} ({e.ename} in cell [{e.exec_count}]: {first_line(e.source)}; its traceback is "
+                          f"in the executed copy {out})")
     print(f"notebook ran in {(time.perf_counter() - t0) / 60:.1f} min; executed copy: {out}")
     return 0
 

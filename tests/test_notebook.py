@@ -108,3 +108,22 @@ def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path)
     assert (run.eval_every, run.checkpoint_every, run.log_every, run.warmup_steps) == (600, 300, 120, 100)
     assert _eval_steps(run, fitted) == [600, 1200, 1500, 1800]  # not every 100 steps
     assert plan_config(config, Plan(stages, [180, 120], 0.0)).eval_every == 100  # without a budget: STEPS' third, as before
+
+
+@pytest.mark.slow
+def test_a_bad_parameter_value_ends_in_one_error_line(tmp_path):
+    """scripts/run_notebook.py: a value the notebook refuses (STEPS=abc) ends in one ``error:`` line on stderr that
+    names the key and the cell, exit code 2, not papermill's traceback around the cell's."""
+    import os
+    import subprocess
+    import sys
+
+    params = dict(WORKSPACE=str(tmp_path / "ws"), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS="abc", BATCH_SIZE=4,
+                  NUM_DEMO_IMAGES=8, LIVE_FRAMES=2, CAPTURE=False)
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), *(f"{k}={v}" for k, v in params.items())],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert p.returncode == 2, (p.stdout + p.stderr)[-3000:]
+    assert "Traceback" not in p.stderr and "PapermillExecutionError" not in p.stderr, p.stderr[-3000:]
+    errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "'steps'" in errors[0] and "'abc'" in errors[0] and "in cell [" in errors[0], errors
+    assert "Mask_detection.executed.ipynb" in errors[0] and (tmp_path / "ws" / "Mask_detection.executed.ipynb").is_file()
