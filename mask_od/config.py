@@ -137,6 +137,12 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"config key {key!r}: expected {type(default).__name__}, got {value!r} ({type(value).__name__})")
 
 
+def image_size_problem(size: Any) -> str:
+    """"" when ``size`` is a square input side a model can take (a multiple of 32, at least 64: the FPN halves it five
+    times), else what is wrong with it."""
+    return "" if isinstance(size, int) and size >= 64 and size % 32 == 0 else f"image_size must be a multiple of 32 >= 64, got {size}"
+
+
 def _check_ranges(c: dict[str, Any]) -> None:
     def need(ok: bool, msg: str) -> None:
         if not ok:
@@ -144,7 +150,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
 
     need(c["backbone"] in BACKBONES, f"backbone must be one of {BACKBONES}, got {c['backbone']!r}")
     need(c["strategy"] in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {c['strategy']!r}")
-    need(c["image_size"] >= 64 and c["image_size"] % 32 == 0, f"image_size must be a multiple of 32 >= 64, got {c['image_size']}")
+    need(not image_size_problem(c["image_size"]), image_size_problem(c["image_size"]))
     for k in ("batch_size", "steps", "max_detections", "keep_checkpoints", "log_every", "checkpoint_every", "max_boxes"):
         need(c[k] >= 1, f"{k} must be >= 1, got {c[k]}")
     for k in ("warmup_steps", "eval_every"):

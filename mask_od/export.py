@@ -285,6 +285,7 @@ def export_model(
     directory, a folder inside it or a folder that holds it (:func:`check_out_dir`)."""
     import tensorflow as tf
 
+    from mask_od.config import image_size_problem
     from mask_od.inference import make_detection_module
     from mask_od.input_pipeline import resolve_records
     from mask_od.runs import load_trained_model, require_run_dir
@@ -293,6 +294,8 @@ def export_model(
     require_run_dir(run_dir)
     if "int8" in tflite and num_calibration < 1:
         raise ExportError(f"num_calibration must be at least 1 for the int8 file, got {num_calibration}")
+    if image_size is not None and (why := image_size_problem(image_size)):
+        raise ExportError(why)
     if num_check < 1:
         raise ExportError(f"num_check must be at least 1 (the images each TFLite file is checked on), got {num_check}")
     if not 0.0 <= max_map50_drop <= 1.0:

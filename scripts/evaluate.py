@@ -10,18 +10,19 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
+    from mask_od.cli import at_least, error_exit
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="run directory, exported saved_model/ folder, or .tflite file")
     p.add_argument("--records", default=None, help="TFRecord file or glob (default: the run's val_records)")
     p.add_argument("--xml_dir", default=None, help="evaluate on a LabelImg VOC folder instead")
     p.add_argument("--image_dir", default=None)
     p.add_argument("--out_dir", default=None, help="metrics.json and PNG plots (default: <model>/eval or beside it)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--num_threads", type=int, default=2)
+    p.add_argument("--limit", type=at_least(1), default=None, help="evaluate only the first N images")
+    p.add_argument("--num_threads", type=at_least(1), default=2)
     a = p.parse_args(argv)
     from pathlib import Path
 
-    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
     from mask_od.evaluate import evaluate, examples_from_records, examples_from_voc, format_metrics
     from mask_od.fileio import refuse_outputs_on_inputs

@@ -404,3 +404,34 @@ def test_5_monitor_outputs_onto_its_sources_are_refused_before_it_starts(tmp_pat
             validate_config(cfg)
     assert tree_digest(user) == before
     validate_config(ServeConfig(sources=[str(clip)], event_log=str(tmp_path / "events.jsonl")))  # a fine one passes
+
+
+def test_export_and_package_refuse_an_input_size_no_model_takes_before_any_work(trained_run, tmp_path):
+    """A size that is not a multiple of 32 (333) crashed inside Keras after the model was built ("incompatible shapes
+    (22, 22, 128) and (21, 21, 128)"), and 0 was packaged into manifest.json; both are now refused as training refuses
+    them, before anything is written. Numbers of images and threads below 1 are refused by the scripts' arguments."""
+    from mask_od.errors import MaskODError
+    from mask_od.export import export_model
+    from mask_od.package import package_model
+
+    _, cfg = trained_run
+    for size in (333, 0, 32):
+        with pytest.raises(MaskODError, match=f"image_size must be a multiple of 32 >= 64, got {size}"):
+            export_model(cfg.output_dir, tmp_path / "export", image_size=size)
+        with pytest.raises(MaskODError, match=f"image_size must be a multiple of 32 >= 64, got {size}"):
+            package_model(cfg.output_dir, tmp_path / "package", image_size=[320, size])
+    assert not any(tmp_path.iterdir())
+    import importlib.util
+
+    from conftest import ROOT
+
+    for script, args in (("evaluate", ["--model", str(cfg.output_dir), "--limit", "0"]),
+                         ("evaluate", ["--model", str(cfg.output_dir), "--num_threads", "-3"]),
+                         ("capture_images", ["--num_images", "-1", "--out_dir", str(tmp_path / "cap")])):
+        spec = importlib.util.spec_from_file_location(f"script_{script}", ROOT / "scripts" / f"{script}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with pytest.raises(SystemExit) as e:  # argparse: usage and "argument --limit: 0 is less than 1", exit 2
+            module.main(args)
+        assert e.value.code == 2, (script, args)
+    assert not any(tmp_path.iterdir())
