@@ -112,15 +112,19 @@ def name_to_id(label_map: Mapping[int, str]) -> dict[str, int]:
     return {n: i for i, n in label_map.items()}
 
 
-def suggest_name(name: str, known: Iterable[str]) -> str | None:
-    """The label-map name a misspelt class most likely means (case, spaces, hyphens, then fuzzy match)."""
+def suggest_name(name: str, known: Iterable[str], in_use: Iterable[str] = ()) -> str | None:
+    """The label-map name a misspelt class most likely means (case, spaces, hyphens, then fuzzy match). A fuzzy match
+    that is itself a class name ``in_use`` (of the same files) is another class, not a misspelling: 'without_mask' is
+    close to 'with_mask', and suggesting it would merge two classes."""
     known = list(known)
     norm = lambda s: re.sub(r"[\s\-_]+", "_", s.strip().lower())  # noqa: E731
     for k in known:
         if norm(k) == norm(name):
             return k
-    close = difflib.get_close_matches(norm(name), [norm(k) for k in known], n=1, cutoff=0.6)
-    return next((k for k in known if norm(k) == close[0]), None) if close else None
+    used = set(in_use)
+    candidates = [k for k in known if k not in used]
+    close = difflib.get_close_matches(norm(name), [norm(k) for k in candidates], n=1, cutoff=0.6)
+    return next((k for k in candidates if norm(k) == close[0]), None) if close else None
 
 
 def validate_names(
@@ -129,15 +133,17 @@ def validate_names(
     """Raise :class:`LabelMapError` listing every file whose class names are missing from the label map."""
     known = set(label_map.values())
     bad: dict[str, list[str]] = {}
+    used: set[str] = set()
     for f, names in names_by_file.items():
         for n in names:
+            used.add(n)
             if n not in known:
                 bad.setdefault(n, []).append(str(f))
     if not bad:
         return
     lines = []
     for name, files in sorted(bad.items()):
-        hint = suggest_name(name, known)
+        hint = suggest_name(name, known, used)
         hint_txt = f" (did you mean {hint!r}?)" if hint else ""
         shown = ", ".join(sorted(set(files))[:20]) + (" ..." if len(set(files)) > 20 else "")
         lines.append(f"class {name!r}{hint_txt} in {len(set(files))} file(s): {shown}")
