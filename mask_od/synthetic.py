@@ -103,7 +103,11 @@ def render_synthetic_image(
 def make_synthetic_dataset(out_dir: Path | str, num_images: int = 160, size: int = 320, seed: int = 0) -> SyntheticDataset:
     """Write ``num_images`` JPEGs + LabelImg VOC XML and a label map under ``out_dir`` (deterministic for a seed).
 
-    Files that already exist with the same name are kept (the dataset is the same for the same seed)."""
+    Files that already exist with the same name are kept (the dataset is the same for the same seed); generated files
+    of an earlier, larger call (``synthetic_NNNN`` numbered ``num_images`` or more) are removed, so that the folder
+    holds ``num_images`` images."""
+    import re
+
     import cv2
 
     out_dir = Path(out_dir)
@@ -126,6 +130,10 @@ def make_synthetic_dataset(out_dir: Path | str, num_images: int = 160, size: int
             write_bytes_atomic(jpg, buf.tobytes())
         if not xml.exists():
             write_text_atomic(xml, voc_xml_string(jpg.name, size, size, names, boxes))
+    for folder, ext in ((image_dir, "jpg"), (xml_dir, "xml")):
+        for p in folder.glob(f"synthetic_*.{ext}"):
+            if (m := re.fullmatch(rf"synthetic_(\d{{4}})\.{ext}", p.name)) and int(m.group(1)) >= num_images:
+                p.unlink()
     return SyntheticDataset(image_dir, xml_dir, lm_path, num_images, counts)
 
 

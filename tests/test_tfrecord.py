@@ -76,3 +76,18 @@ def test_the_same_photos_give_the_same_record_bytes_in_another_process(tiny_voc,
                        check=True, capture_output=True)
         digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_a_smaller_demo_dataset_holds_only_its_images(tmp_path):
+    """The notebook's NUM_DEMO_IMAGES lowered after a run: the demo folder kept the earlier run's extra images, so the
+    run trained on 20 where 16 were asked for (and could not resume the 16-image run). A user's file beside them stays."""
+    from mask_od.annotations import parse_voc_dir
+    from mask_od.synthetic import make_synthetic_dataset
+
+    big = make_synthetic_dataset(tmp_path / "demo", num_images=6, size=96, seed=0)
+    mine = big.image_dir / "synthetic_photo.jpg"
+    mine.write_bytes(b"mine")
+    first = {p.name: p.read_bytes() for p in sorted(big.image_dir.glob("synthetic_000[0-3].jpg"))}
+    small = make_synthetic_dataset(tmp_path / "demo", num_images=4, size=96, seed=0)
+    assert len(parse_voc_dir(small.xml_dir)) == 4 and sorted(p.name for p in small.image_dir.iterdir()) == sorted([*first, mine.name])
+    assert {p.name: p.read_bytes() for p in sorted(small.image_dir.glob("synthetic_000?.jpg"))} == first
