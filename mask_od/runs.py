@@ -224,9 +224,8 @@ def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
         if (cand / "label_map.pbtxt").is_file() and (cand / "checkpoints" / "checkpoint").is_file() and read_label_map(cand / "label_map.pbtxt") != lm:
             diff.append("label map")
         if not diff:
-            if k == 1:
-                return cand, (f"run folder {cand} (resumes it)" if (cand / "checkpoints").is_dir() else f"run folder {cand} (new)")
-            return cand, f"run folder {cand}: {base} holds a run on other data or settings ({first_diff})"
+            line = f"run folder {cand} ({'resumes it' if (cand / 'checkpoints').is_dir() else 'new'})"
+            return cand, line if k == 1 else f"{line}: {base} holds a run on other data or settings ({first_diff})"
         if k == 1:
             first_diff = "; ".join(diff)
     raise RunError(f"{base}: no free run folder name")

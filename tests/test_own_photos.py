@@ -209,6 +209,9 @@ def test_run_on_other_data_is_not_resumed(trained_run, tiny_records, tmp_path):
     assert free_run_dir(run, cfg.replace(output_dir=str(run), val_records="")) == (run, f"run folder {run} (resumes it)")
     where, line = free_run_dir(run, other)
     assert where == tmp_path / "run-2" and "holds a run on other data" in line and "4 examples" in line
+    assert line.startswith(f"run folder {where} (new): ")
+    (where / "checkpoints").mkdir(parents=True)  # what a run of `other` leaves there: the same line says it resumes
+    assert free_run_dir(run, other)[1].startswith(f"run folder {where} (resumes it): ")
     changed = cfg.replace(output_dir=str(run), learning_rate=cfg.learning_rate * 2)
     assert "learning_rate" in free_run_dir(run, changed)[1]
 
