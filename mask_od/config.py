@@ -238,14 +238,28 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
         else:
             layers.append(("arguments", s))
     layers.append(("arguments", kwargs))
+    origin: dict[str, str] = {}  # the config file a value came from ("arguments" for dicts and keyword arguments)
+
+    def named(e: ConfigError) -> ConfigError:
+        """``e`` prefixed with the config file(s) of the keys it names (none for arguments)."""
+        files = sorted({w for k, w in origin.items() if w != "arguments" and re.search(rf"\b{k}\b", str(e))})
+        return ConfigError(f"{', '.join(files)}: {e}") if files else e
+
     for where, layer in layers:
         for k, v in layer.items():
             if k not in defaults:
                 close = difflib.get_close_matches(k, list(defaults), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"{where}: unknown config key {k!r}{hint}; known keys are in {DEFAULTS_PATH}")
-            values[k] = _coerce(k, v, defaults[k])
-    _check_ranges(values)
+            origin[k] = where
+            try:
+                values[k] = _coerce(k, v, defaults[k])
+            except ConfigError as e:
+                raise named(e) from None
+    try:
+        _check_ranges(values)
+    except ConfigError as e:
+        raise named(e) from None
     values["anchor_aspect_ratios"] = ",".join(map(str, parse_aspect_ratios(values["anchor_aspect_ratios"])))  # one spelling
     for k in PATH_KEYS:  # relative to the working directory of the build, saved absolute: runs work from any folder
         if values[k] and not (k == "pretrained" and values[k].lower() in ("imagenet", "none", "null", *SHIPPED)):
@@ -256,13 +270,13 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
         try:
             stages = parse_stages(values["stages"], values["image_size"], values["learning_rate"])
         except ValueError as e:
-            raise ConfigError(f"config key 'stages': {e}") from None
+            raise named(ConfigError(f"config key 'stages': {e}")) from None
         final = stages[-1].image_size
         explicit = any("image_size" in layer for _, layer in layers)
         if explicit and values["image_size"] < final:
-            raise ConfigError(f"image_size={values['image_size']} but the last stage of stages={values['stages']!r} is "
+            raise named(ConfigError(f"image_size={values['image_size']} but the last stage of stages={values['stages']!r} is "
                               f"{final}: the run's image_size (evaluation, best-keeping, export) is its last stage's size "
-                              "or larger; drop image_size or raise it")
+                              "or larger; drop image_size or raise it"))
         if not explicit:
             values["image_size"] = final
     return Config(**values)

@@ -29,6 +29,25 @@ def test_wrong_types_and_ranges(kw, word):
         build_config(**kw)
 
 
+def test_a_bad_value_names_the_config_file_it_came_from(tmp_path):
+    """A wrong type, a range or a bad stage read from a YAML file names that file (an unknown key always did); the
+    same value given as an argument names no file, and a file's value overridden by an argument is not blamed on it."""
+    f = tmp_path / "my.yaml"
+    for text, word in (("steps: ten\n", "config key 'steps'"), ("steps: -5\n", "steps must be >= 1"),
+                       ("stages: 320:abc\n", "config key 'stages'"), ("aug_scale_min: 3.0\n", "aug_scale_min <= aug_scale_max")):
+        f.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            build_config(f)
+        assert str(e.value).startswith(f"{f}: ") and word in str(e.value), str(e.value)
+    with pytest.raises(ConfigError) as e:
+        build_config(steps=-5)
+    assert str(e.value) == "steps must be >= 1, got -5"
+    f.write_text("steps: 100\nlearning_rate: 0.01\n")
+    with pytest.raises(ConfigError) as e:
+        build_config(f, steps="-5")
+    assert str(e.value) == "steps must be >= 1, got -5"
+
+
 def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):
     a = build_config(**parse_key_values(["steps=50", "--batch-size=4", "aug_hflip=false", "learning_rate=1e-3"]))
     b = build_config(steps=50, batch_size=4, aug_hflip=False, learning_rate=0.001)
