@@ -62,7 +62,8 @@ class Detector:
             cand = [self.path / "label_map.pbtxt", self.path.parent / "label_map.pbtxt"]
             found = next((c for c in cand if c.is_file()), None)
             if found is None:
-                raise ModelError(f"{self.path}: no label_map.pbtxt beside the model; pass label_map=")
+                raise ModelError(f"{self.path}: no label_map.pbtxt beside the model: copy the label_map.pbtxt "
+                                 "it was trained with (its export folder has one) next to it, or pass label_map= in Python")
             label_map = found
         self.label_map = read_label_map(label_map) if isinstance(label_map, (str, Path)) else dict(label_map)
         self.score_threshold, self.max_detections = score_threshold, max_detections

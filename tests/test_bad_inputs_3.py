@@ -435,3 +435,15 @@ def test_export_and_package_refuse_an_input_size_no_model_takes_before_any_work(
             module.main(args)
         assert e.value.code == 2, (script, args)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_tflite_file_alone_says_where_its_label_map_goes(exported, tmp_path):
+    from mask_od.detect import Detector, ModelError
+
+    export_dir, _, _ = exported
+    alone = tmp_path / "model.tflite"
+    shutil.copy(Path(export_dir) / "model_float32.tflite", alone)
+    with pytest.raises(ModelError, match=re.escape(f"{alone}: no label_map.pbtxt beside the model: copy the label_map.pbtxt")):
+        Detector(alone)
+    shutil.copy(Path(export_dir) / "label_map.pbtxt", tmp_path / "label_map.pbtxt")
+    assert Detector(alone).label_map  # once it is there
