@@ -80,3 +80,26 @@ def test_evaluate_writes_metrics_and_plots(tmp_path):
     assert (tmp_path / "metrics.json").is_file()
     for name in ("pr_curve", "f1_curve", "confusion_matrix", "predictions"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_voc_folder_is_checked_whole_before_any_image_is_scored(tiny_voc):
+    """evaluate.py --xml_dir: every bad XML file is named in one error, raised when the examples are asked for (before
+    the model runs), not the first one when iteration reaches it; a good folder gives ``limit`` examples."""
+    import xml.etree.ElementTree as ET
+
+    from mask_od.annotations import AnnotationError
+    from mask_od.evaluate import examples_from_voc
+    from mask_od.label_map import read_label_map
+
+    lm = read_label_map(tiny_voc.label_map_path)
+    got = list(examples_from_voc(tiny_voc.xml_dir, lm, limit=5))
+    assert len(got) == 5 and got[0][0].shape == (128, 128, 3) and got[0][1].shape == (len(got[0][2]), 4)
+    xmls = sorted(tiny_voc.xml_dir.glob("*.xml"))
+    for f in (xmls[-1], xmls[-3]):  # the last files: iteration would reach them last
+        tree = ET.parse(f)
+        tree.find("object/bndbox/xmax").text = "-5"
+        tree.write(f)
+    with pytest.raises(AnnotationError) as e:
+        examples_from_voc(tiny_voc.xml_dir, lm, limit=2)  # no iteration
+    assert f"2 of {len(xmls)} annotation files are unusable" in str(e.value)
+    assert xmls[-1].name in str(e.value) and xmls[-3].name in str(e.value)
