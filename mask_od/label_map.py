@@ -41,6 +41,7 @@ def read_label_map(path: Path | str) -> dict[int, str]:
     text = _decode(path, path.read_bytes())
     line_of = lambda pos: text.count("\n", 0, pos) + 1  # noqa: E731
     items: list[tuple[int, dict[str, str]]] = []
+    field_line: dict[tuple[int, str], int] = {}  # (item index, key) -> the line the field is on
     current: dict[str, str] | None = None
     opened = expect_brace = 0
     pos = 0
@@ -65,6 +66,7 @@ def read_label_map(path: Path | str) -> dict[int, str]:
                 hint = (f"; is the '}}' closing the item of line {opened} missing?" if key in ("id", "name") else "")
                 raise LabelMapError(f"{path}: line {at}: '{key}' given twice in the item opened on line {opened}{hint}")
             current[key] = value.strip("'\"")
+            field_line[len(items), key] = at
         elif word == "item" and current is not None:
             raise LabelMapError(f"{path}: line {at}: a new 'item' starts before the '}}' closing the item of line {opened}")
         else:
@@ -74,19 +76,20 @@ def read_label_map(path: Path | str) -> dict[int, str]:
     if not items:
         raise LabelMapError(f"{path}: no 'item {{ id: N name: '...' }}' entries found")
     out: dict[int, str] = {}
-    for line, fields in items:
+    for k, (line, fields) in enumerate(items):
         if "id" not in fields or "name" not in fields:
             raise LabelMapError(f"{path}: line {line}: the item needs both 'id' and 'name' (got {sorted(fields)})")
+        id_line, name_line = field_line[k, "id"], field_line[k, "name"]
         try:
             idx = int(fields["id"])
         except ValueError:
-            raise LabelMapError(f"{path}: line {line}: id {fields['id']!r} is not an integer") from None
+            raise LabelMapError(f"{path}: line {id_line}: id {fields['id']!r} is not an integer") from None
         if idx < 1:
-            raise LabelMapError(f"{path}: line {line} ({fields['name']}): id {idx} must be >= 1 (0 is the background)")
+            raise LabelMapError(f"{path}: line {id_line} ({fields['name']}): id {idx} must be >= 1 (0 is the background)")
         if idx in out:
-            raise LabelMapError(f"{path}: line {line}: id {idx} is used twice ({out[idx]!r} and {fields['name']!r})")
+            raise LabelMapError(f"{path}: line {id_line}: id {idx} is used twice ({out[idx]!r} and {fields['name']!r})")
         if fields["name"] in out.values():
-            raise LabelMapError(f"{path}: line {line}: name {fields['name']!r} is used twice")
+            raise LabelMapError(f"{path}: line {name_line}: name {fields['name']!r} is used twice")
         out[idx] = fields["name"]
     return dict(sorted(out.items()))
 

@@ -276,6 +276,12 @@ def test_11_label_map_errors_name_the_line(tmp_path):
     f.write_text("item {\n  id: 1\n  name: 'with_mask'\n\nitem {\n  id: 2\n  name: 'without_mask'\n}\n")
     with pytest.raises(LabelMapError, match=r"line 5: a new 'item' starts before the '\}' closing the item of line 1"):
         read_label_map(f)
+    for text, where in (("item {\n  id: one\n  name: 'a'\n}\n", "line 2: id 'one' is not an integer"),  # the field's line
+                        ("item {\n  name: 'a'\n  id: 1\n}\nitem {\n  name: 'b'\n\n  id: 1\n}\n", "line 8: id 1 is used twice"),
+                        ("item { id: 1 name: 'a' }\nitem {\n id: 2\n name: 'a'\n}\n", "line 4: name 'a' is used twice")):
+        f.write_text(text)
+        with pytest.raises(LabelMapError, match=where):
+            read_label_map(f)
     f.write_text("item {\n  id: 1\n  name: 'with_mask'\n}\n")
     f.write_bytes(f.read_text().encode("utf-16"))  # Notepad's "Unicode"
     assert read_label_map(f) == {1: "with_mask"}
