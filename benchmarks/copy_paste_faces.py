@@ -132,13 +132,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same record for the same seed")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_RECORD if it exists")
     a = p.parse_args()
+    from mask_od.cli import error_exit
     from mask_od.errors import MaskODError
 
     try:
         print(write_copy_paste_record(a.train_list, a.label_map, a.out_record, a.copies, a.seed, a.overwrite))
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}")
-        return 2
+        return error_exit(e)
     return 0
 
 

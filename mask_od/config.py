@@ -17,7 +17,11 @@ PATH_KEYS = ("train_records", "val_records", "label_map", "pretrained", "init_ch
 
 
 class ConfigError(MaskODError, ValueError):
-    """A config key is unknown or a value has the wrong type or range."""
+    """A config key is unknown or a value has the wrong type or range; ``keys``: the config keys it is about."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +138,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return ""
         if isinstance(value, (str, Path)):
             return str(value)
-    raise ConfigError(f"config key {key!r}: expected {type(default).__name__}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"config key {key!r}: expected {type(default).__name__}, got {value!r} ({type(value).__name__})", (key,))
 
 
 def image_size_problem(size: Any) -> str:
@@ -144,32 +148,34 @@ def image_size_problem(size: Any) -> str:
 
 
 def _check_ranges(c: dict[str, Any]) -> None:
-    def need(ok: bool, msg: str) -> None:
+    def need(ok: bool, msg: str, *keys: str) -> None:
         if not ok:
-            raise ConfigError(msg)
+            raise ConfigError(msg, keys)
 
-    need(c["backbone"] in BACKBONES, f"backbone must be one of {BACKBONES}, got {c['backbone']!r}")
-    need(c["strategy"] in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {c['strategy']!r}")
-    need(not image_size_problem(c["image_size"]), image_size_problem(c["image_size"]))
+    need(c["backbone"] in BACKBONES, f"backbone must be one of {BACKBONES}, got {c['backbone']!r}", "backbone")
+    need(c["strategy"] in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {c['strategy']!r}", "strategy")
+    need(not image_size_problem(c["image_size"]), image_size_problem(c["image_size"]), "image_size")
     for k in ("batch_size", "steps", "max_detections", "keep_checkpoints", "log_every", "checkpoint_every", "max_boxes"):
-        need(c[k] >= 1, f"{k} must be >= 1, got {c[k]}")
+        need(c[k] >= 1, f"{k} must be >= 1, got {c[k]}", k)
     for k in ("warmup_steps", "eval_every"):
-        need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}")
-    need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}")
-    need(c["time_budget_min"] >= 0, f"time_budget_min must be >= 0 (0 = use steps), got {c['time_budget_min']}")
-    need(0 <= c["ema_decay"] < 1, f"ema_decay must lie in [0, 1) (0 = off), got {c['ema_decay']}")
-    need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}")
+        need(c[k] >= 0, f"{k} must be >= 0, got {c[k]}", k)
+    need(c["learning_rate"] > 0, f"learning_rate must be > 0, got {c['learning_rate']}", "learning_rate")
+    need(c["time_budget_min"] >= 0, f"time_budget_min must be >= 0 (0 = use steps), got {c['time_budget_min']}", "time_budget_min")
+    need(0 <= c["ema_decay"] < 1, f"ema_decay must lie in [0, 1) (0 = off), got {c['ema_decay']}", "ema_decay")
+    need(0 <= c["repeat_threshold"] <= 1, f"repeat_threshold must lie in [0, 1] (0 = off), got {c['repeat_threshold']}",
+         "repeat_threshold")
     try:
         parse_class_weights(c["class_weights"])
     except ValueError as e:
-        raise ConfigError(f"config key 'class_weights': {e}") from None
-    need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}")
+        raise ConfigError(f"config key 'class_weights': {e}", ("class_weights",)) from None
+    need(c["anchor_size"] > 0, f"anchor_size must be > 0, got {c['anchor_size']}", "anchor_size")
     try:
         parse_aspect_ratios(c["anchor_aspect_ratios"])
     except ValueError as e:
-        raise ConfigError(f"config key 'anchor_aspect_ratios': {e}") from None
-    need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max")
-    need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]")
+        raise ConfigError(f"config key 'anchor_aspect_ratios': {e}", ("anchor_aspect_ratios",)) from None
+    need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max", "aug_scale_min", "aug_scale_max")
+    need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]",
+         "nms_iou_threshold", "score_threshold")
 
 
 def parse_aspect_ratios(text: str) -> tuple[float, ...]:
@@ -241,9 +247,11 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
     origin: dict[str, str] = {}  # the config file a value came from ("arguments" for dicts and keyword arguments)
 
     def named(e: ConfigError) -> ConfigError:
-        """``e`` prefixed with the config file(s) of the keys it names (none for arguments)."""
-        files = sorted({w for k, w in origin.items() if w != "arguments" and re.search(rf"\b{k}\b", str(e))})
-        return ConfigError(f"{', '.join(files)}: {e}") if files else e
+        """``e`` prefixed with the config file(s) its keys' values came from, in the order they apply (none for
+        arguments)."""
+        mine = {origin[k] for k in e.keys if k in origin} - {"arguments"}
+        files = list(dict.fromkeys(w for w, _ in layers if w in mine))
+        return ConfigError(f"{', '.join(files)}: {e}", e.keys) if files else e
 
     for where, layer in layers:
         for k, v in layer.items():
@@ -270,13 +278,13 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
         try:
             stages = parse_stages(values["stages"], values["image_size"], values["learning_rate"])
         except ValueError as e:
-            raise named(ConfigError(f"config key 'stages': {e}")) from None
+            raise named(ConfigError(f"config key 'stages': {e}", ("stages",))) from None
         final = stages[-1].image_size
         explicit = any("image_size" in layer for _, layer in layers)
         if explicit and values["image_size"] < final:
             raise named(ConfigError(f"image_size={values['image_size']} but the last stage of stages={values['stages']!r} is "
                               f"{final}: the run's image_size (evaluation, best-keeping, export) is its last stage's size "
-                              "or larger; drop image_size or raise it"))
+                              "or larger; drop image_size or raise it", ("image_size", "stages"))) from None
         if not explicit:
             values["image_size"] = final
     return Config(**values)

@@ -196,20 +196,29 @@ def _decoded_examples(records, limit: int | None):
 
 
 def examples_from_voc(xml_dir, label_map: Mapping[int, str], image_dir=None, limit: int | None = None):
-    """(image, gt boxes, gt classes, name) from a VOC folder, an iterator of the first ``limit`` files. Every file of
-    the folder is checked first, at the call (:func:`mask_od.annotations.parse_voc_dir`: all bad files in one
-    :class:`~mask_od.annotations.AnnotationError`; class names against the label map: one ``LabelMapError``), so a bad
-    folder is refused before any inference; images are decoded again as they are iterated (not held in memory)."""
-    from mask_od.annotations import load_voc_example, parse_voc_dir
+    """(image, gt boxes, gt classes, name) from a VOC folder: an iterator over the first ``limit`` XML files (sorted,
+    subfolders included). Those files are checked at the call (:func:`mask_od.annotations.parse_voc_xml`: every bad
+    one in one :class:`~mask_od.annotations.AnnotationError`; class names against the label map: one
+    ``LabelMapError``), so a bad folder is refused before any inference; images are decoded again as they are
+    iterated (not held in memory)."""
+    from mask_od.annotations import AnnotationError, list_xml_files, load_voc_example, parse_voc_xml
     from mask_od.boxes import voc_xyxy_to_norm_yxyx
     from mask_od.label_map import name_to_id, validate_names
 
-    anns = parse_voc_dir(xml_dir, image_dir)
+    files = list_xml_files(xml_dir)[:limit]
+    anns, errors = [], []
+    for f in files:
+        try:
+            anns.append(parse_voc_xml(f, image_dir))
+        except AnnotationError as e:
+            errors.append(str(e))
+    if errors:
+        raise AnnotationError(f"{len(errors)} of {len(files)} annotation files are unusable:\n  " + "\n  ".join(errors))
     validate_names({a.xml_path: a.names for a in anns}, label_map)
     ids = name_to_id(label_map)
 
     def examples():
-        for a in anns[:limit]:
+        for a in anns:
             ann, img = load_voc_example(a.xml_path, image_dir)
             yield img, voc_xyxy_to_norm_yxyx(ann.boxes_xyxy, ann.width, ann.height), np.array([ids[n] for n in ann.names]), ann.image_path.name
 

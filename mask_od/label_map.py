@@ -115,17 +115,17 @@ def name_to_id(label_map: Mapping[int, str]) -> dict[str, int]:
     return {n: i for i, n in label_map.items()}
 
 
-def suggest_name(name: str, known: Iterable[str], in_use: Iterable[str] = ()) -> str | None:
+def suggest_name(name: str, known: Iterable[str], beside: Iterable[str] = ()) -> str | None:
     """The label-map name a misspelt class most likely means (case, spaces, hyphens, then fuzzy match). A fuzzy match
-    that is itself a class name ``in_use`` (of the same files) is another class, not a misspelling: 'without_mask' is
-    close to 'with_mask', and suggesting it would merge two classes."""
+    among the names ``beside`` it (in the same annotation file) is another class, not a misspelling: 'without_mask'
+    next to 'with_mask' in one photo is a second class, and suggesting 'with_mask' would merge the two."""
     known = list(known)
     norm = lambda s: re.sub(r"[\s\-_]+", "_", s.strip().lower())  # noqa: E731
     for k in known:
         if norm(k) == norm(name):
             return k
-    used = set(in_use)
-    candidates = [k for k in known if k not in used]
+    others = set(beside)
+    candidates = [k for k in known if k not in others]
     close = difflib.get_close_matches(norm(name), [norm(k) for k in candidates], n=1, cutoff=0.6)
     return next((k for k in candidates if norm(k) == close[0]), None) if close else None
 
@@ -136,17 +136,18 @@ def validate_names(
     """Raise :class:`LabelMapError` listing every file whose class names are missing from the label map."""
     known = set(label_map.values())
     bad: dict[str, list[str]] = {}
-    used: set[str] = set()
+    beside: dict[str, set[str]] = {}  # unknown name -> the names in the files it is in
     for f, names in names_by_file.items():
+        names = list(names)
         for n in names:
-            used.add(n)
             if n not in known:
                 bad.setdefault(n, []).append(str(f))
+                beside.setdefault(n, set()).update(names)
     if not bad:
         return
     lines = []
     for name, files in sorted(bad.items()):
-        hint = suggest_name(name, known, used)
+        hint = suggest_name(name, known, beside[name] - {name})
         hint_txt = f" (did you mean {hint!r}?)" if hint else ""
         shown = ", ".join(sorted(set(files))[:20]) + (" ..." if len(set(files)) > 20 else "")
         lines.append(f"class {name!r}{hint_txt} in {len(set(files))} file(s): {shown}")

@@ -224,7 +224,7 @@ def free_run_dir(run_dir: Path | str, config) -> tuple[Path, str]:
         if (cand / "label_map.pbtxt").is_file() and (cand / "checkpoints" / "checkpoint").is_file() and read_label_map(cand / "label_map.pbtxt") != lm:
             diff.append("label map")
         if not diff:
-            line = f"run folder {cand} ({'resumes it' if (cand / 'checkpoints').is_dir() else 'new'})"
+            line = f"run folder {cand} ({'resumes it' if (cand / 'checkpoints' / 'checkpoint').is_file() else 'new'})"
             return cand, line if k == 1 else f"{line}: {base} holds a run on other data or settings ({first_diff})"
         if k == 1:
             first_diff = "; ".join(diff)

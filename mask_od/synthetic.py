@@ -132,7 +132,7 @@ def make_synthetic_dataset(out_dir: Path | str, num_images: int = 160, size: int
             write_text_atomic(xml, voc_xml_string(jpg.name, size, size, names, boxes))
     for folder, ext in ((image_dir, "jpg"), (xml_dir, "xml")):
         for p in folder.glob(f"synthetic_*.{ext}"):
-            if (m := re.fullmatch(rf"synthetic_(\d{{4}})\.{ext}", p.name)) and int(m.group(1)) >= num_images:
+            if (m := re.fullmatch(rf"synthetic_(\d{{4,}})\.{ext}", p.name)) and int(m.group(1)) >= num_images:
                 p.unlink()
     return SyntheticDataset(image_dir, xml_dir, lm_path, num_images, counts)
 

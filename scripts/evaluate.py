@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     p.add_argument("--xml_dir", default=None, help="evaluate on a LabelImg VOC folder instead")
     p.add_argument("--image_dir", default=None)
     p.add_argument("--out_dir", default=None, help="metrics.json and PNG plots (default: <model>/eval or beside it)")
-    p.add_argument("--limit", type=at_least(1), default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=at_least(1), default=None, help="evaluate only the first N images (of the records; or of the XML files, sorted by path)")
     p.add_argument("--num_threads", type=at_least(1), default=2)
     a = p.parse_args(argv)
     from pathlib import Path

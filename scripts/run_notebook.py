@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         pm.execute_notebook(str(ROOT / "Mask_detection.ipynb"), str(out), parameters=params, kernel_name="python3",
                             cwd=str(ROOT), progress_bar=True, stdout_file=sys.stdout, stderr_file=sys.stderr)
     except pm.PapermillExecutionError as e:  # a cell raised: its message, not papermill's traceback around it
-        return error_exit(f"{e.evalue} ({e.ename} in cell [{e.exec_count}]: {first_line(e.source)}; its traceback is "
+        return error_exit(f"{e.evalue or e.ename} ({e.ename} in cell [{e.exec_count}]: {first_line(e.source)}; its traceback is "
                           f"in the executed copy {out})")
     print(f"notebook ran in {(time.perf_counter() - t0) / 60:.1f} min; executed copy: {out}")
     return 0

@@ -42,10 +42,20 @@ def test_a_bad_value_names_the_config_file_it_came_from(tmp_path):
     with pytest.raises(ConfigError) as e:
         build_config(steps=-5)
     assert str(e.value) == "steps must be >= 1, got -5"
-    f.write_text("steps: 100\nlearning_rate: 0.01\n")
+    f.write_text("steps: 100\nseed: 3\n")
     with pytest.raises(ConfigError) as e:
         build_config(f, steps="-5")
     assert str(e.value) == "steps must be >= 1, got -5"
+    for kw in (dict(time_budget_min=-1), dict(steps="seed")):  # messages that mention keys the file set are not its
+        with pytest.raises(ConfigError) as e:
+            build_config(f, **kw)
+        assert not str(e.value).startswith(str(f)), str(e.value)
+    g = tmp_path / "second.yaml"
+    g.write_text("aug_scale_max: 0.5\n")
+    f.write_text("aug_scale_min: 0.9\n")
+    with pytest.raises(ConfigError) as e:  # both files, in the order they apply
+        build_config(g, f)
+    assert str(e.value).startswith(f"{g}, {f}: need 0 < aug_scale_min <= aug_scale_max"), str(e.value)
 
 
 def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):

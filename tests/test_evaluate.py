@@ -100,6 +100,7 @@ def test_a_voc_folder_is_checked_whole_before_any_image_is_scored(tiny_voc):
         tree.find("object/bndbox/xmax").text = "-5"
         tree.write(f)
     with pytest.raises(AnnotationError) as e:
-        examples_from_voc(tiny_voc.xml_dir, lm, limit=2)  # no iteration
+        examples_from_voc(tiny_voc.xml_dir, lm)  # no iteration
     assert f"2 of {len(xmls)} annotation files are unusable" in str(e.value)
     assert xmls[-1].name in str(e.value) and xmls[-3].name in str(e.value)
+    assert len(list(examples_from_voc(tiny_voc.xml_dir, lm, limit=len(xmls) - 3))) == len(xmls) - 3  # files past limit unread

@@ -210,7 +210,15 @@ def test_run_on_other_data_is_not_resumed(trained_run, tiny_records, tmp_path):
     where, line = free_run_dir(run, other)
     assert where == tmp_path / "run-2" and "holds a run on other data" in line and "4 examples" in line
     assert line.startswith(f"run folder {where} (new): ")
-    (where / "checkpoints").mkdir(parents=True)  # what a run of `other` leaves there: the same line says it resumes
+    (where / "checkpoints").mkdir(parents=True)  # an empty checkpoints folder holds nothing to resume
+    assert free_run_dir(run, other)[1].startswith(f"run folder {where} (new): ")
+    import json
+
+    from mask_od.runs import DATA_FILE, records_identity
+
+    other.save(where / "config.yaml")  # what a run of `other` leaves there: the same line says it resumes
+    (where / DATA_FILE).write_text(json.dumps({"train_records": records_identity(other.train_records)}))
+    (where / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert free_run_dir(run, other)[1].startswith(f"run folder {where} (resumes it): ")
     changed = cfg.replace(output_dir=str(run), learning_rate=cfg.learning_rate * 2)
     assert "learning_rate" in free_run_dir(run, changed)[1]
