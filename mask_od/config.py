@@ -249,9 +249,10 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
     def named(e: ConfigError) -> ConfigError:
         """``e`` prefixed with the config file(s) its keys' values came from, in the order they apply (none for
         arguments)."""
-        mine = {origin[k] for k in e.keys if k in origin} - {"arguments"}
-        files = list(dict.fromkeys(w for w, _ in layers if w in mine))
-        return ConfigError(f"{', '.join(files)}: {e}", e.keys) if files else e
+        mine = {origin[k] for k in e.keys if k in origin}
+        files = list(dict.fromkeys(w for w, _ in layers if w in mine - {"arguments"}))
+        also = " and the arguments" if files and "arguments" in mine else ""
+        return ConfigError(f"{', '.join(files)}{also}: {e}", e.keys) if files else e
 
     for where, layer in layers:
         for k, v in layer.items():

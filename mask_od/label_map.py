@@ -115,19 +115,17 @@ def name_to_id(label_map: Mapping[int, str]) -> dict[str, int]:
     return {n: i for i, n in label_map.items()}
 
 
-def suggest_name(name: str, known: Iterable[str], beside: Iterable[str] = ()) -> str | None:
-    """The label-map name a misspelt class most likely means (case, spaces, hyphens, then fuzzy match). A fuzzy match
-    among the names ``beside`` it (in the same annotation file) is another class, not a misspelling: 'without_mask'
-    next to 'with_mask' in one photo is a second class, and suggesting 'with_mask' would merge the two."""
+def suggest_name(name: str, known: Iterable[str]) -> str | None:
+    """The label-map name a misspelt class most likely means: the same but for case, spaces and hyphens, else a typo
+    (similarity ratio at least 0.9: 'wth_mask', 'withmask' -> 'with_mask'). A word more or less is another class, not
+    a typo: 'without_mask' is not offered 'with_mask' (ratio 0.86), which would merge two classes."""
     known = list(known)
     norm = lambda s: re.sub(r"[\s\-_]+", "_", s.strip().lower())  # noqa: E731
     for k in known:
         if norm(k) == norm(name):
             return k
-    others = set(beside)
-    candidates = [k for k in known if k not in others]
-    close = difflib.get_close_matches(norm(name), [norm(k) for k in candidates], n=1, cutoff=0.6)
-    return next((k for k in candidates if norm(k) == close[0]), None) if close else None
+    close = difflib.get_close_matches(norm(name), [norm(k) for k in known], n=1, cutoff=0.9)
+    return next((k for k in known if norm(k) == close[0]), None) if close else None
 
 
 def validate_names(
@@ -136,18 +134,15 @@ def validate_names(
     """Raise :class:`LabelMapError` listing every file whose class names are missing from the label map."""
     known = set(label_map.values())
     bad: dict[str, list[str]] = {}
-    beside: dict[str, set[str]] = {}  # unknown name -> the names in the files it is in
     for f, names in names_by_file.items():
-        names = list(names)
         for n in names:
             if n not in known:
                 bad.setdefault(n, []).append(str(f))
-                beside.setdefault(n, set()).update(names)
     if not bad:
         return
     lines = []
     for name, files in sorted(bad.items()):
-        hint = suggest_name(name, known, beside[name] - {name})
+        hint = suggest_name(name, known)
         hint_txt = f" (did you mean {hint!r}?)" if hint else ""
         shown = ", ".join(sorted(set(files))[:20]) + (" ..." if len(set(files)) > 20 else "")
         lines.append(f"class {name!r}{hint_txt} in {len(set(files))} file(s): {shown}")

@@ -82,10 +82,10 @@ def package_model(run_dir: Path | str, out_dir: Path | str, tflite: bool = True,
     from mask_od.export import export_model
     from mask_od.runs import cast_checkpoint, load_trained_model, require_run_dir
 
-    run_dir, out_dir = require_run_dir(run_dir), Path(out_dir)
     sizes = [image_size] if isinstance(image_size, int) else [int(s) for s in image_size]
     if why := next(filter(None, map(image_size_problem, sizes)), ""):
         raise ShippedModelError(why)
+    run_dir, out_dir = require_run_dir(run_dir), Path(out_dir)
     if size_runs and not tflite:
         raise ShippedModelError(f"size runs {', '.join(map(str, size_runs.values()))} give TFLite files: not with tflite=False")
     size_runs = check_size_runs(run_dir, sizes, size_runs)

@@ -420,6 +420,8 @@ def test_export_and_package_refuse_an_input_size_no_model_takes_before_any_work(
             export_model(cfg.output_dir, tmp_path / "export", image_size=size)
         with pytest.raises(MaskODError, match=f"image_size must be a multiple of 32 >= 64, got {size}"):
             package_model(cfg.output_dir, tmp_path / "package", image_size=[320, size])
+    with pytest.raises(MaskODError, match="image_size must be a multiple of 32"):  # said first, whatever the run folder
+        package_model(tmp_path / "no_run", tmp_path / "package", image_size=333)
     assert not any(tmp_path.iterdir())
     import importlib.util
 

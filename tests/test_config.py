@@ -56,6 +56,9 @@ def test_a_bad_value_names_the_config_file_it_came_from(tmp_path):
     with pytest.raises(ConfigError) as e:  # both files, in the order they apply
         build_config(g, f)
     assert str(e.value).startswith(f"{g}, {f}: need 0 < aug_scale_min <= aug_scale_max"), str(e.value)
+    with pytest.raises(ConfigError) as e:  # a file and an argument, both to blame
+        build_config(g, aug_scale_min=0.9)
+    assert str(e.value).startswith(f"{g} and the arguments: need 0 < aug_scale_min"), str(e.value)
 
 
 def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):
