@@ -400,14 +400,9 @@ def _looks_like_voc(path: Path) -> bool:
     return b"<annotation" in head
 
 
-def parse_voc_dir(
-    xml_dir: Path | str, image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0, progress: bool = False,
-    exclude: Sequence[Path | str] = (),
-) -> list[Annotation]:
-    """Parse every XML file of a folder and its subfolders (see :func:`list_xml_files`). All bad files are collected
-    and reported together in one error; so are two XML files paired with one image. Images no XML pairs with and
-    annotations saved without the ``.xml`` suffix are counted in one :class:`DataWarning` line naming a few."""
-    files = list_xml_files(xml_dir, exclude)
+def parse_voc_files(files: Sequence[Path], image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0,
+                    progress: bool = False) -> tuple[list[Annotation], list[str]]:
+    """:func:`parse_voc_xml` of each file: (the annotations of the good files, one message per bad file)."""
     out, errors = [], []
     it: Iterable[Path] = files
     if progress:
@@ -419,6 +414,23 @@ def parse_voc_dir(
             out.append(parse_voc_xml(f, image_dir, edge_tolerance_px))
         except AnnotationError as e:
             errors.append(str(e))
+    return out, errors
+
+
+def unusable(errors: Sequence[str], num_files: int) -> AnnotationError:
+    """One error listing every bad annotation file (``errors``: one message each) out of ``num_files``."""
+    return AnnotationError(f"{len(errors)} of {num_files} annotation files are unusable:\n  " + "\n  ".join(errors))
+
+
+def parse_voc_dir(
+    xml_dir: Path | str, image_dir: Path | str | None = None, edge_tolerance_px: float = 5.0, progress: bool = False,
+    exclude: Sequence[Path | str] = (),
+) -> list[Annotation]:
+    """Parse every XML file of a folder and its subfolders (see :func:`list_xml_files`). All bad files are collected
+    and reported together in one error; so are two XML files paired with one image. Images no XML pairs with and
+    annotations saved without the ``.xml`` suffix are counted in one :class:`DataWarning` line naming a few."""
+    files = list_xml_files(xml_dir, exclude)
+    out, errors = parse_voc_files(files, image_dir, edge_tolerance_px, progress)
     by_image: dict[Path, Path] = {}
     for a in out:  # one image, one annotation: two XML files claiming one photo would write it twice
         first = by_image.setdefault(a.image_path.resolve(), a.xml_path)
@@ -426,7 +438,7 @@ def parse_voc_dir(
             errors.append(f"{a.xml_path}: pairs with {a.image_path}, which {first} labels already; one image is "
                           "written once: remove or rename one of the two XML files")
     if errors:
-        raise AnnotationError(f"{len(errors)} of {len(files)} annotation files are unusable:\n  " + "\n  ".join(errors))
+        raise unusable(errors, len(files))
     unpaired = find_unpaired([xml_dir, image_dir], out, exclude)
     if unpaired.message():
         _warn(f"{Path(xml_dir)}: {unpaired.message()}")

@@ -197,23 +197,18 @@ def _decoded_examples(records, limit: int | None):
 
 def examples_from_voc(xml_dir, label_map: Mapping[int, str], image_dir=None, limit: int | None = None):
     """(image, gt boxes, gt classes, name) from a VOC folder: an iterator over the first ``limit`` XML files (sorted,
-    subfolders included). Those files are checked at the call (:func:`mask_od.annotations.parse_voc_xml`: every bad
+    subfolders included). Those files are checked at the call (:func:`mask_od.annotations.parse_voc_files`: every bad
     one in one :class:`~mask_od.annotations.AnnotationError`; class names against the label map: one
     ``LabelMapError``), so a bad folder is refused before any inference; images are decoded again as they are
     iterated (not held in memory)."""
-    from mask_od.annotations import AnnotationError, list_xml_files, load_voc_example, parse_voc_xml
+    from mask_od.annotations import list_xml_files, load_voc_example, parse_voc_files, unusable
     from mask_od.boxes import voc_xyxy_to_norm_yxyx
     from mask_od.label_map import name_to_id, validate_names
 
     files = list_xml_files(xml_dir)[:limit]
-    anns, errors = [], []
-    for f in files:
-        try:
-            anns.append(parse_voc_xml(f, image_dir))
-        except AnnotationError as e:
-            errors.append(str(e))
+    anns, errors = parse_voc_files(files, image_dir)
     if errors:
-        raise AnnotationError(f"{len(errors)} of {len(files)} annotation files are unusable:\n  " + "\n  ".join(errors))
+        raise unusable(errors, len(files))
     validate_names({a.xml_path: a.names for a in anns}, label_map)
     ids = name_to_id(label_map)
 
