@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mask_od.fileio import write_bytes_atomic
+from mask_od.fileio import refuse_file_in_path, write_bytes_atomic
 from mask_od.sources import Source, is_live, iter_frames
 
 
@@ -42,6 +42,7 @@ def capture_images(
     import cv2
 
     out_dir = Path(out_dir)
+    refuse_file_in_path(out_dir)  # before the camera opens: a file named like the folder (or above it) is no place for photos
     saved: dict[str, list[Path]] = {label: [] for label in labels}
     skip = _frames_between_shots(source, interval_s, len(labels) * num_images)
     if skip is not None:  # a file's time is its frames, not the wall clock

@@ -1,5 +1,6 @@
 """One command for every step (installed as ``mask-od``): ``mask-od STEP [arguments of scripts/STEP]``, e.g.
-``mask-od train my.yaml steps=3000`` or ``mask-od detect --source 0``; ``mask-od`` alone lists the steps."""
+``mask-od train my.yaml steps=3000`` or ``mask-od detect --source 0`` (a script's name works as its step:
+``mask-od generate_tfrecord``); ``mask-od`` alone lists the steps."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def error_exit(error: BaseException | str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the script of ``argv[0]`` with the rest of ``argv``; returns its exit code (2 for an unknown step)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv:  # the script's name works too (the TF OD API tutorial's generate_tfrecord.py, partition_dataset.py)
+        argv[0] = {v: k for k, v in STEPS.items()}.get(argv[0].removesuffix(".py"), argv[0])
     if not argv or argv[0] not in STEPS:
         if argv and argv[0] not in ("-h", "--help"):
             error_exit(f"unknown step {argv[0]!r}")

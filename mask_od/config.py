@@ -229,7 +229,9 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
         if isinstance(s, (str, Path)):
             p = Path(s)
             if not p.is_file():
-                raise ConfigError(f"{p}: config file not found")
+                key = str(s).strip().lstrip("-").replace("-", "_")
+                hint = f" (to set the key {key!r}, write {key}=VALUE)" if key in defaults else ""
+                raise ConfigError(f"{p}: config file not found{hint}")
             try:
                 data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as e:

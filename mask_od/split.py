@@ -137,9 +137,10 @@ def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite:
     import filecmp
     import json
 
-    from mask_od.fileio import write_text_atomic
+    from mask_od.fileio import refuse_file_in_path, write_text_atomic
 
     out_dir = Path(out_dir)
+    refuse_file_in_path(out_dir)
     written: dict[str, Path] = {}
     if copy:
         _clear_earlier_split(out_dir, split, overwrite)

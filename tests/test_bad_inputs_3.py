@@ -449,3 +449,22 @@ def test_a_tflite_file_alone_says_where_its_label_map_goes(exported, tmp_path):
         Detector(alone)
     shutil.copy(Path(export_dir) / "label_map.pbtxt", tmp_path / "label_map.pbtxt")
     assert Detector(alone).label_map  # once it is there
+
+
+def test_an_output_folder_that_is_a_file_and_a_bare_key_are_named_before_any_work(tiny_voc, tmp_path):
+    """`capture_images.py --out_dir FILE` gave a raw `[Errno 20] Not a directory`, `partition_dataset.py -o FILE` the
+    path twice, `train.py steps` "config file not found" alone: each now says what is wrong, and the file is kept."""
+    from mask_od.capture import capture_images
+    from mask_od.fileio import OutputPathError
+
+    blocker = tmp_path / "collected"
+    blocker.write_text("a note, not a folder")
+    with pytest.raises(OutputPathError, match=r"collected is a file, not a folder"):
+        capture_images(["with_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=blocker)  # before the source opens
+    with pytest.raises(OutputPathError, match=r"collected is a file, not a folder"):
+        capture_images(["with_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=blocker / "inside")
+    p = run_script("partition_dataset.py", "-i", tiny_voc.image_dir, "--xml_dir", tiny_voc.xml_dir, "-o", blocker, "-r", "0.25")
+    one_error_line(p, f"{blocker} is a file, not a folder")
+    p = run_script("train.py", "steps")
+    one_error_line(p, "steps: config file not found (to set the key 'steps', write steps=VALUE)")
+    assert blocker.read_text() == "a note, not a folder"

@@ -21,6 +21,12 @@ def test_cli_lists_the_steps_and_runs_a_step(capsys):
     with pytest.raises(SystemExit) as e:  # argparse's --help of the export step
         main(["export", "--help"])
     assert e.value.code == 0
+    for script in ("generate_tfrecord", "partition_dataset.py"):  # the script's name (the TF OD API tutorial's) works too
+        with pytest.raises(SystemExit) as e:
+            main([script, "--help"])
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: mask-od tfrecord" in out and "usage: mask-od partition" in out
 
 
 @pytest.mark.slow
