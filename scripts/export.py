@@ -1,5 +1,5 @@
 """Export a run: SavedModel (TF OD API signature) + TFLite float32/float16/int8 with NMS inside, each checked.
-python scripts/export.py --run_dir workspace/models/RUN --out_dir workspace/exported-models/RUN."""
+python scripts/export.py --run_dir workspace/models/RUN --out_dir workspace/exported-models/RUN [--image_size 640]."""
 
 import argparse
 import json
@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("--num_calibration", type=int, default=NUM_CALIBRATION,
                    help="int8: training images to calibrate on (default %(default)s; all of them when the records hold fewer; read as "
                         "needed, not held in memory; the count used is in export_report.json)")
+    p.add_argument("--image_size", type=int, default=None,
+                   help="input size of the exported files (a multiple of 32, e.g. 640 for small faces; default: the run's size): "
+                        "the network is fully convolutional, so the same weights run at another size")
     p.add_argument("--which", default="best", choices=["best", "latest"], help="best: the checkpoint that scored highest on val during training (default); latest: the last one")
     p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel, a fraction (0.01 = 1 point; refused when the 95%% bootstrap interval lies above it)")
     p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
 
     try:
         r = export_model(a.run_dir, a.out_dir, a.tflite, a.check_records, a.calibration_records, a.num_check,
-                         a.num_calibration, a.which, a.overwrite, max_map50_drop=a.max_map50_drop,
+                         a.num_calibration, a.which, a.overwrite, image_size=a.image_size, max_map50_drop=a.max_map50_drop,
                          int8_float_layers=a.int8_float_layers, metadata={"auto": None, "on": True, "off": False}[a.metadata])
     except (MaskODError, FileNotFoundError, FileExistsError) as e:
         return error_exit(e)

@@ -437,6 +437,20 @@ def test_export_and_package_refuse_an_input_size_no_model_takes_before_any_work(
             module.main(args)
         assert e.value.code == 2, (script, args)
     assert not any(tmp_path.iterdir())
+    p = run_script("export.py", "--run_dir", cfg.output_dir, "--out_dir", tmp_path / "export", "--image_size", "333")
+    one_error_line(p, "image_size must be a multiple of 32 >= 64, got 333")
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_script_takes_another_input_size(trained_run, tmp_path):
+    """`export.py --image_size`: the library could export at another size, the script could not."""
+    import json
+
+    _, cfg = trained_run
+    size = cfg.image_size + 32
+    p = run_script("export.py", "--run_dir", cfg.output_dir, "--out_dir", tmp_path / "export", "--tflite", "--image_size", size)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert json.loads((tmp_path / "export" / "export_report.json").read_text())["image_size"] == size
 
 
 def test_a_tflite_file_alone_says_where_its_label_map_goes(exported, tmp_path):
