@@ -42,7 +42,8 @@ def capture_images(
     import cv2
 
     out_dir = Path(out_dir)
-    refuse_file_in_path(out_dir)  # before the camera opens: a file named like the folder (or above it) is no place for photos
+    for label in labels:  # before the camera opens: a file named like a folder (or above it) is no place for photos
+        refuse_file_in_path(out_dir / label)
     saved: dict[str, list[Path]] = {label: [] for label in labels}
     skip = _frames_between_shots(source, interval_s, len(labels) * num_images)
     if skip is not None:  # a file's time is its frames, not the wall clock
@@ -50,15 +51,15 @@ def capture_images(
     frames = iter_frames(source)
     try:
         for label in labels:
-            (out_dir / label).mkdir(parents=True, exist_ok=True)
             for _ in range(num_images):
-                frame = next(frames, None)
+                frame = next(frames, None)  # the source opens here: its folder is made only once a picture is taken
                 if frame is None:
                     done = sum(len(v) for v in saved.values())
                     return CaptureResult(saved, True, f"source ended after {done} picture(s); they are kept")
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 if not ok:
                     raise RuntimeError("JPEG encoding failed")
+                (out_dir / label).mkdir(parents=True, exist_ok=True)
                 path = write_bytes_atomic(out_dir / label / f"{label}.{uuid.uuid1()}.jpg", buf.tobytes())
                 saved[label].append(path)
                 if on_saved:

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the script of ``argv[0]`` with the rest of ``argv``; returns its exit code (2 for an unknown step)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv:  # the script's name works too (the TF OD API tutorial's generate_tfrecord.py, partition_dataset.py)
-        argv[0] = {v: k for k, v in STEPS.items()}.get(argv[0].removesuffix(".py"), argv[0])
+        name = argv[0].replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py")  # scripts/train.py, train.py, generate_tfrecord
+        argv[0] = {v: k for k, v in STEPS.items()}.get(name, name if name in STEPS else argv[0])
     if not argv or argv[0] not in STEPS:
         if argv and argv[0] not in ("-h", "--help"):
             error_exit(f"unknown step {argv[0]!r}")

@@ -26,7 +26,8 @@ def refuse_file_in_path(path: Path | str) -> None:
     for folder in [Path(path), *Path(path).parents]:
         if folder.exists():
             if not folder.is_dir():
-                raise OutputPathError(f"{path}: {folder} is a file, not a folder: give a path in a folder")
+                where = "" if folder == Path(path) else f"{path}: "
+                raise OutputPathError(f"{where}{folder} is a file, not a folder: give a path in a folder")
             return
 
 

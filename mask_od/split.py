@@ -140,7 +140,9 @@ def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite:
     from mask_od.fileio import refuse_file_in_path, write_text_atomic
 
     out_dir = Path(out_dir)
-    refuse_file_in_path(out_dir)
+    refuse_file_in_path(out_dir)  # before anything is written: a file where the folder or a part's folder goes
+    for part in split.parts() if copy else ():
+        refuse_file_in_path(out_dir / part)
     written: dict[str, Path] = {}
     if copy:
         _clear_earlier_split(out_dir, split, overwrite)

@@ -478,7 +478,23 @@ def test_an_output_folder_that_is_a_file_and_a_bare_key_are_named_before_any_wor
     with pytest.raises(OutputPathError, match=r"collected is a file, not a folder"):
         capture_images(["with_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=blocker / "inside")
     p = run_script("partition_dataset.py", "-i", tiny_voc.image_dir, "--xml_dir", tiny_voc.xml_dir, "-o", blocker, "-r", "0.25")
-    one_error_line(p, f"{blocker} is a file, not a folder")
+    assert one_error_line(p, f"{blocker} is a file, not a folder").count(str(blocker)) == 1
+    split_out = tmp_path / "split"  # a file where the split's train/ folder goes: refused before train.txt is written
+    split_out.mkdir()
+    (split_out / "train").write_text("not a folder")
+    p = run_script("partition_dataset.py", "-i", tiny_voc.image_dir, "--xml_dir", tiny_voc.xml_dir, "-o", split_out, "-r", "0.25")
+    one_error_line(p, f"{split_out / 'train'} is a file, not a folder")
+    assert sorted(x.name for x in split_out.iterdir()) == ["train"]
+    cap = tmp_path / "cap"  # the same for a label's folder; and a source that cannot be opened leaves no folder behind
+    cap.mkdir()
+    (cap / "without_mask").write_text("not a folder")
+    with pytest.raises(OutputPathError, match=r"without_mask is a file, not a folder"):
+        capture_images(["with_mask", "without_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=cap)
+    from mask_od.errors import MaskODError
+
+    with pytest.raises(MaskODError, match="no_camera.mp4"):
+        capture_images(["with_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=tmp_path / "new" / "photos")
+    assert not (tmp_path / "new").exists() and sorted(x.name for x in cap.iterdir()) == ["without_mask"]
     p = run_script("train.py", "steps")
     one_error_line(p, "steps: config file not found (to set the key 'steps', write steps=VALUE)")
     assert blocker.read_text() == "a note, not a folder"

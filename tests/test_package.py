@@ -21,12 +21,14 @@ def test_cli_lists_the_steps_and_runs_a_step(capsys):
     with pytest.raises(SystemExit) as e:  # argparse's --help of the export step
         main(["export", "--help"])
     assert e.value.code == 0
-    for script in ("generate_tfrecord", "partition_dataset.py"):  # the script's name (the TF OD API tutorial's) works too
+    for script in ("generate_tfrecord", "partition_dataset.py", "tfrecord.py"):  # the script's name (the TF OD API tutorial's) works too
         with pytest.raises(SystemExit) as e:
             main([script, "--help"])
         assert e.value.code == 0
+    assert main(["scripts/train.py", "--help"]) == 0  # train.py prints its config keys and returns
     out = capsys.readouterr().out
-    assert "usage: mask-od tfrecord" in out and "usage: mask-od partition" in out
+    assert "usage: mask-od tfrecord" in out and "usage: mask-od partition" in out and "Train (or resume) the detector" in out
+    assert main(["nope.py"]) == 2 and "error: unknown step 'nope.py'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
