@@ -21,6 +21,38 @@ def parameters_cell() -> str:
     return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
 
 
+def parameter_defaults() -> dict:
+    """The parameters cell's names and default values (each line ``NAME = literal  # comment``)."""
+    import ast
+
+    tree = ast.parse(parameters_cell())
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
+
+
+def typed_value(name: str, text: str, default):
+    """``text`` (YAML, as typed after ``NAME=``) as the type of the parameter's default; ValueError says what is wrong
+    before the notebook runs (a wrong type would otherwise surface cells later, after the demo data is written)."""
+    import yaml
+
+    v = yaml.safe_load(text)
+    if isinstance(default, bool):
+        ok = isinstance(v, bool)
+    elif isinstance(default, int):
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif isinstance(default, float):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        v = float(v) if ok else v
+    elif isinstance(default, list):
+        v = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v  # TFLITE=float32,int8
+        ok = isinstance(v, list)
+    else:  # str: RUN_NAME=2024 is the name "2024"
+        return v if isinstance(v, str) else text
+    if not ok:
+        kind = {bool: "true or false", int: "a whole number", float: "a number", list: "a list such as float32,int8"}[type(default)]
+        raise ValueError(f"{name}={text}: expected {kind} (its default is {default!r})")
+    return v
+
+
 def first_line(source: str) -> str:
     """The first line of a cell's code that is not a comment (shortened), to name the cell."""
     line = next((x.strip() for x in source.splitlines() if x.strip() and not x.strip().startswith("#")), "")
@@ -39,7 +71,8 @@ def main(argv=None) -> int:
         print(parameters_cell())
         return 0
     params = {"HEADLESS": True}
-    known = [line.split("=")[0].strip() for line in parameters_cell().splitlines() if "=" in line.split("#")[0]]
+    defaults = parameter_defaults()
+    known = list(defaults)
     for a in argv:
         if "=" not in a:
             return error_exit(f"expected NAME=VALUE, got {a!r}")
@@ -50,7 +83,10 @@ def main(argv=None) -> int:
             close = difflib.get_close_matches(k, known, n=1)
             return error_exit(f"{k} is not a parameter of Mask_detection.ipynb" + (f" (did you mean {close[0]}?)" if close else "")
                               + "; --help lists them")
-        params[k] = yaml.safe_load(v)
+        try:
+            params[k] = typed_value(k, v, defaults[k])
+        except (ValueError, yaml.YAMLError) as e:
+            return error_exit(e)
     workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
     workspace.mkdir(parents=True, exist_ok=True)
     out = workspace / "Mask_detection.executed.ipynb"

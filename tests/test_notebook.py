@@ -110,20 +110,47 @@ def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path)
     assert plan_config(config, Plan(stages, [180, 120], 0.0)).eval_every == 100  # without a budget: STEPS' third, as before
 
 
-@pytest.mark.slow
-def test_a_bad_parameter_value_ends_in_one_error_line(tmp_path):
-    """scripts/run_notebook.py: a value the notebook refuses (STEPS=abc) ends in one ``error:`` line on stderr that
-    names the key and the cell, exit code 2, not papermill's traceback around the cell's."""
+def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_path):
+    """STEPS=abc used to run the notebook's first nine cells (demo data and records written) before cell 10 refused it;
+    each value is now read as the type of its default in the parameters cell, and refused at once."""
     import os
     import subprocess
     import sys
 
-    params = dict(WORKSPACE=str(tmp_path / "ws"), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS="abc", BATCH_SIZE=4,
+    for arg, words in (("STEPS=abc", "STEPS=abc: expected a whole number (its default is 300)"),
+                       ("STEPS=1.5", "STEPS=1.5: expected a whole number"), ("CAPTURE=maybe", "expected true or false"),
+                       ("TIME_BUDGET_MIN=soon", "expected a number")):
+        p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
+        assert p.returncode == 2 and len(errors) == 1 and words in errors[0], (arg, p.stdout[-2000:] + p.stderr[-2000:])
+        assert "running Mask_detection.ipynb" not in p.stdout and "Traceback" not in p.stderr
+    assert not (tmp_path / "ws").exists()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from run_notebook import parameter_defaults, typed_value
+    finally:
+        sys.path.pop(0)
+    d = parameter_defaults()
+    assert typed_value("RUN_NAME", "2024", d["RUN_NAME"]) == "2024" and typed_value("TIME_BUDGET_MIN", "5", d["TIME_BUDGET_MIN"]) == 5.0
+    assert typed_value("TFLITE", "float32,int8", d["TFLITE"]) == ["float32", "int8"] and typed_value("DATA_DIR", "", d["DATA_DIR"]) == ""
+
+
+@pytest.mark.slow
+def test_a_bad_parameter_value_ends_in_one_error_line(tmp_path):
+    """scripts/run_notebook.py: a value the notebook refuses in a cell (STEPS=-5: a whole number, as the parameter
+    takes, that the config refuses) ends in one ``error:`` line on stderr that names the key and the cell, exit code 2,
+    not papermill's traceback around the cell's."""
+    import os
+    import subprocess
+    import sys
+
+    params = dict(WORKSPACE=str(tmp_path / "ws"), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS=-5, BATCH_SIZE=4,
                   NUM_DEMO_IMAGES=8, LIVE_FRAMES=2, CAPTURE=False)
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), *(f"{k}={v}" for k, v in params.items())],
                        capture_output=True, text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert p.returncode == 2, (p.stdout + p.stderr)[-3000:]
     assert "Traceback" not in p.stderr and "PapermillExecutionError" not in p.stderr, p.stderr[-3000:]
     errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 1 and "'steps'" in errors[0] and "'abc'" in errors[0] and "in cell [" in errors[0], errors
+    assert len(errors) == 1 and "steps must be >= 1, got -5" in errors[0] and "in cell [" in errors[0], errors
     assert "Mask_detection.executed.ipynb" in errors[0] and (tmp_path / "ws" / "Mask_detection.executed.ipynb").is_file()
