@@ -8,8 +8,23 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
+from mask_od.errors import MaskODError
 from mask_od.fileio import refuse_file_in_path, write_bytes_atomic
 from mask_od.sources import Source, is_live, iter_frames
+
+
+class LabelError(MaskODError, ValueError):
+    """A class name that cannot be a folder and file name prefix (empty, a path, "." or "..")."""
+
+
+def check_labels(labels: Sequence[str]) -> list[str]:
+    """``labels`` without repeats, in order; raises :class:`LabelError` for one that cannot name a folder: each is
+    the folder and the file name prefix of its pictures (and, later, a class name)."""
+    for label in labels:
+        if not label.strip() or label != label.strip() or any(c in label for c in "/\\") or label in (".", ".."):
+            raise LabelError(f"label {label!r}: a class name is a folder name here: not empty, no '/' or '\\', no "
+                             "leading or trailing spaces (e.g. with_mask)")
+    return list(dict.fromkeys(labels))
 
 
 @dataclasses.dataclass
@@ -42,6 +57,7 @@ def capture_images(
     import cv2
 
     out_dir = Path(out_dir)
+    labels = check_labels(labels)
     for label in labels:  # before the camera opens: a file named like a folder (or above it) is no place for photos
         refuse_file_in_path(out_dir / label)
     saved: dict[str, list[Path]] = {label: [] for label in labels}

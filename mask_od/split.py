@@ -125,6 +125,28 @@ def _clear_earlier_split(out_dir: Path, split: Split, overwrite: bool) -> None:
             d.rmdir()
 
 
+def _refuse_before_writing(split: Split, out_dir: Path, copy: bool) -> None:
+    """What would stop :func:`write_split` halfway, found before it writes anything: a folder where one of its files
+    goes, and two source files of one name with other bytes bound for one folder."""
+    import filecmp
+
+    from mask_od.fileio import OutputPathError
+
+    planned: dict[Path, Path] = {}
+    targets = [out_dir / MANIFEST, *(out_dir / f"{part}.txt" for part in split.parts())]
+    for part, anns in split.parts().items() if copy else ():
+        for src in (p for a in anns for p in (a.image_path, a.xml_path)):
+            dst = out_dir / part / src.name
+            first = planned.setdefault(dst, src)
+            if first != src and not filecmp.cmp(first, src, shallow=False):
+                raise FileExistsError(f"{first} and {src} would both be copied to {dst} with other bytes (two source files "
+                                      f"named {src.name}); rename one; nothing was written")
+            targets.append(dst)
+    if folders := [t for t in targets if t.is_dir()]:
+        raise OutputPathError(f"{folders[0]} is a folder where the split writes a file"
+                              + (f" (and {len(folders) - 1} more)" if len(folders) > 1 else "") + "; move it away; nothing was written")
+
+
 def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite: bool = False) -> dict[str, Path]:
     """Write ``out_dir/<part>.txt`` (one XML path per line) and, with ``copy``, copy each image and its XML into
     ``out_dir/<part>/`` as the TF OD API tutorial's partition_dataset.py does; every file written is listed with its
@@ -143,6 +165,7 @@ def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite:
     refuse_file_in_path(out_dir)  # before anything is written: a file where the folder or a part's folder goes
     for part in split.parts() if copy else ():
         refuse_file_in_path(out_dir / part)
+    _refuse_before_writing(split, out_dir, copy)
     written: dict[str, Path] = {}
     if copy:
         _clear_earlier_split(out_dir, split, overwrite)

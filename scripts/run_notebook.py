@@ -29,28 +29,54 @@ def parameter_defaults() -> dict:
     return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
 
 
-def typed_value(name: str, text: str, default):
-    """``text`` (YAML, as typed after ``NAME=``) as the type of the parameter's default; ValueError says what is wrong
-    before the notebook runs (a wrong type would otherwise surface cells later, after the demo data is written)."""
-    import yaml
+TRUE, FALSE = ("true", "yes", "on"), ("false", "no", "off")
+CHOICES = {"TFLITE": "mask_od.export:TFLITE_VARIANTS"}  # list parameters whose items must be one of these
 
-    v = yaml.safe_load(text)
+
+def typed_value(name: str, text: str, default):
+    """``text`` (as typed after ``NAME=``) as the type of the parameter's default, so a wrong one is refused before the
+    notebook runs (it would otherwise surface cells later, after the demo data is written). Numbers are read in base 10
+    (``1e-3`` and ``.5`` are numbers; ``017``, ``0x10`` and ``1:30`` are not), text is taken as typed (outer quotes
+    removed), a list is words separated by commas (``float32,int8``, brackets allowed). Raises ValueError naming what
+    is wrong."""
+    raw = text.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]
     if isinstance(default, bool):
-        ok = isinstance(v, bool)
-    elif isinstance(default, int):
-        ok = isinstance(v, int) and not isinstance(v, bool)
-    elif isinstance(default, float):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        v = float(v) if ok else v
-    elif isinstance(default, list):
-        v = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v  # TFLITE=float32,int8
-        ok = isinstance(v, list)
-    else:  # str: RUN_NAME=2024 is the name "2024"
-        return v if isinstance(v, str) else text
-    if not ok:
-        kind = {bool: "true or false", int: "a whole number", float: "a number", list: "a list such as float32,int8"}[type(default)]
-        raise ValueError(f"{name}={text}: expected {kind} (its default is {default!r})")
-    return v
+        if raw.lower() in TRUE + FALSE:
+            return raw.lower() in TRUE
+        raise ValueError(f"{name}={text}: expected true or false (its default is {default!r})")
+    if isinstance(default, int):
+        import re
+
+        if re.fullmatch(r"[+-]?(0|[1-9][0-9]*)", raw):
+            return int(raw)
+        raise ValueError(f"{name}={text}: expected a whole number (its default is {default!r})")
+    if isinstance(default, float):
+        import math
+
+        try:
+            v = float(raw)
+        except ValueError:
+            v = math.nan
+        if math.isfinite(v) and "_" not in raw:
+            return v
+        raise ValueError(f"{name}={text}: expected a number (its default is {default!r})")
+    if isinstance(default, list):
+        if not raw.strip("[] "):
+            return []  # TFLITE=[]: none
+        items = [x.strip().strip("'\"") for x in raw.strip("[]").split(",")]
+        if not all(items):
+            raise ValueError(f"{name}={text}: expected words separated by commas such as {','.join(default)} (its default)")
+        if name in CHOICES:
+            import importlib
+
+            module, attr = CHOICES[name].split(":")
+            allowed = list(getattr(importlib.import_module(module), attr))
+            if bad := [x for x in items if x not in allowed]:
+                raise ValueError(f"{name}={text}: {', '.join(map(repr, bad))} is not one of {', '.join(allowed)}")
+        return items
+    return raw  # text: RUN_NAME=2024 is the name "2024", DATA_DIR='data #1' a folder with a space and a hash
 
 
 def first_line(source: str) -> str:
@@ -61,7 +87,6 @@ def first_line(source: str) -> str:
 
 def main(argv=None) -> int:
     import papermill as pm
-    import yaml
 
     from mask_od.cli import error_exit
 
@@ -77,15 +102,17 @@ def main(argv=None) -> int:
         if "=" not in a:
             return error_exit(f"expected NAME=VALUE, got {a!r}")
         k, v = a.split("=", 1)
+        if not k.strip():
+            return error_exit(f"expected NAME=VALUE, got {a!r} (no name)")
         if k not in known:  # a typo would otherwise run the whole notebook with the default
             import difflib
 
-            close = difflib.get_close_matches(k, known, n=1)
+            close = [x for x in known if x.lower() == k.lower()] or difflib.get_close_matches(k.upper(), known, n=1)
             return error_exit(f"{k} is not a parameter of Mask_detection.ipynb" + (f" (did you mean {close[0]}?)" if close else "")
                               + "; --help lists them")
         try:
             params[k] = typed_value(k, v, defaults[k])
-        except (ValueError, yaml.YAMLError) as e:
+        except ValueError as e:
             return error_exit(e)
     workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
     workspace.mkdir(parents=True, exist_ok=True)

@@ -357,8 +357,17 @@ def test_7_split_copies_a_same_named_file_once_and_says_so_and_refuses_other_byt
     i = text.index("<xmin>") + len("<xmin>")
     xml.write_text(text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1 :])
     anns = parse_voc_dir(d.xml_dir) + parse_voc_dir(twin, d.image_dir)
-    with pytest.raises(FileExistsError, match=rf"differs from {re.escape(str(xml))}"):
+    with pytest.raises(FileExistsError, match=rf"{re.escape(str(xml))}.* with other bytes .*nothing was written"):
         write_split(split_annotations(anns, 0.3, seed=0), tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()  # refused before the first copy (it stopped halfway before)
+    name = sorted(Path(d.xml_dir).glob("*.xml"))[0].name
+    for part in ("train", "test"):  # a folder where a file goes (in whichever part it falls)
+        (tmp_path / "out3" / part / name).mkdir(parents=True)
+    from mask_od.fileio import OutputPathError
+
+    with pytest.raises(OutputPathError, match=r"is a folder where the split writes a file.*nothing was written"):
+        write_split(split_annotations(parse_voc_dir(d.xml_dir), 0.3, seed=0), tmp_path / "out3")
+    assert sorted(p.name for p in (tmp_path / "out3").rglob("*")) == sorted(["train", "test", name, name])
 
 
 def test_7_records_without_class_text_and_classes_without_ground_truth_are_named(tiny_records, tmp_path, capsys):
@@ -495,6 +504,12 @@ def test_an_output_folder_that_is_a_file_and_a_bare_key_are_named_before_any_wor
     with pytest.raises(MaskODError, match="no_camera.mp4"):
         capture_images(["with_mask"], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=tmp_path / "new" / "photos")
     assert not (tmp_path / "new").exists() and sorted(x.name for x in cap.iterdir()) == ["without_mask"]
+    from mask_od.capture import LabelError, check_labels
+
+    for bad in ("", " ", "a/b", "..", "with_mask "):  # a hidden file, a nested folder, the folder above
+        with pytest.raises(LabelError, match="a class name is a folder name here"):
+            capture_images(["with_mask", bad], 1, 0, source=str(tmp_path / "no_camera.mp4"), out_dir=tmp_path / "new")
+    assert check_labels(["a", "b", "a"]) == ["a", "b"] and not (tmp_path / "new").exists()
     p = run_script("train.py", "steps")
     one_error_line(p, "steps: config file not found (to set the key 'steps', write steps=VALUE)")
     assert blocker.read_text() == "a note, not a folder"

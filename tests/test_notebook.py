@@ -119,7 +119,8 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
 
     for arg, words in (("STEPS=abc", "STEPS=abc: expected a whole number (its default is 300)"),
                        ("STEPS=1.5", "STEPS=1.5: expected a whole number"), ("CAPTURE=maybe", "expected true or false"),
-                       ("TIME_BUDGET_MIN=soon", "expected a number")):
+                       ("TIME_BUDGET_MIN=soon", "expected a number"), ("STEPS=017", "expected a whole number"),
+                       ("TFLITE=int9", "'int9' is not one of float32, float16, int8"), ("steps=5", "did you mean STEPS?")):
         p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
@@ -134,6 +135,11 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
     d = parameter_defaults()
     assert typed_value("RUN_NAME", "2024", d["RUN_NAME"]) == "2024" and typed_value("TIME_BUDGET_MIN", "5", d["TIME_BUDGET_MIN"]) == 5.0
     assert typed_value("TFLITE", "float32,int8", d["TFLITE"]) == ["float32", "int8"] and typed_value("DATA_DIR", "", d["DATA_DIR"]) == ""
+    assert typed_value("LEARNING_RATE", "1e-3", d["LEARNING_RATE"]) == 0.001 and typed_value("CAPTURE", "yes", d["CAPTURE"]) is True
+    assert typed_value("DATA_DIR", "'my data #1'", d["DATA_DIR"]) == "my data #1"  # text as typed, outer quotes removed
+    for name, text in (("TIME_BUDGET_MIN", "1:30"), ("STEPS", "0x10"), ("LEARNING_RATE", "nan"), ("TFLITE", ",,")):
+        with pytest.raises(ValueError, match=f"{name}="):
+            typed_value(name, text, d[name])
 
 
 @pytest.mark.slow
