@@ -89,6 +89,8 @@ def cast_checkpoint(src_prefix: str | Path, dst_prefix: str | Path, dtype: str =
 def require_run_dir(run_dir: Path | str) -> Path:
     """``run_dir`` as a Path; :class:`RunError` when it holds no ``config.yaml`` (not what training leaves)."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunError(f"{run_dir}: no such folder; pass a run folder (training's output_dir, e.g. workspace/models/RUN)")
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.yaml); train first or pass the right folder")
     return run_dir

@@ -351,6 +351,8 @@ def test_export_errors_leave_nothing_behind(trained_run, tmp_path, exported):
         export_model(cfg.output_dir, out, tflite=())
     with pytest.raises(RunError, match="not a run directory"):
         export_model(tmp_path, tmp_path / "x", tflite=())
+    with pytest.raises(RunError, match="missing: no such folder"):  # was also "not a run directory"
+        export_model(tmp_path / "missing", tmp_path / "x", tflite=())
     for n in (0, -3):  # was accepted and calibrated on every image (fresh-user finding)
         with pytest.raises(ExportError, match=f"num_calibration must be at least 1.*got {n}"):
             export_model(cfg.output_dir, tmp_path / "x", tflite=("int8",), num_calibration=n)

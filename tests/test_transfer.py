@@ -347,7 +347,7 @@ def test_package_script(trained_run, tmp_path):
     assert r.returncode == 0 and card.startswith("# my model\nmeasured: 0.123") and json.loads(manifest)["files"]["config.yaml"] in card
     assert (out / "manifest.json").read_text() == manifest
     r = subprocess.run([sys.executable, script, str(tmp_path / "nothing"), str(tmp_path / "pkg2")], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and "error:" in r.stderr and "nothing: not a run directory" in r.stderr and "error" not in r.stdout
+    assert r.returncode == 2 and "error:" in r.stderr and "nothing: no such folder; pass a run folder" in r.stderr and "error" not in r.stdout
 
 
 @pytest.mark.slow
