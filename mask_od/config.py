@@ -229,7 +229,7 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
         if isinstance(s, (str, Path)):
             p = Path(s)
             if not p.is_file():
-                key = str(s).strip().lstrip("-").replace("-", "_")
+                key = key_name(str(s))
                 hint = f" (to set the key {key!r}, write {key}=VALUE)" if key in defaults else ""
                 raise ConfigError(f"{p}: config file not found{hint}")
             try:
@@ -293,6 +293,11 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
     return Config(**values)
 
 
+def key_name(text: str) -> str:
+    """A config key as typed on a command line (``--image-size``, `` steps``) -> its name (``image_size``, ``steps``)."""
+    return text.strip().lstrip("-").replace("-", "_")
+
+
 def parse_key_values(items: list[str]) -> dict[str, str]:
     """``["steps=100", "batch_size=4"]`` -> dict (values are typed later by :func:`build_config`)."""
     out = {}
@@ -300,5 +305,5 @@ def parse_key_values(items: list[str]) -> dict[str, str]:
         if "=" not in it:
             raise ConfigError(f"expected key=value, got {it!r}")
         k, v = it.split("=", 1)
-        out[k.strip().lstrip("-").replace("-", "_")] = v
+        out[key_name(k)] = v
     return out
