@@ -126,12 +126,16 @@ def _clear_earlier_split(out_dir: Path, split: Split, overwrite: bool) -> None:
 
 
 def _refuse_before_writing(split: Split, out_dir: Path, copy: bool) -> None:
-    """What would stop :func:`write_split` halfway, found before it writes anything: a folder where one of its files
-    goes, and two source files of one name with other bytes bound for one folder."""
+    """What would stop :func:`write_split` halfway, found before it writes anything: a file where the output folder or
+    a part's folder goes, a folder where one of its files goes, and two source files of one name with other bytes bound
+    for one folder."""
     import filecmp
 
-    from mask_od.fileio import OutputPathError
+    from mask_od.fileio import OutputPathError, refuse_file_in_path
 
+    refuse_file_in_path(out_dir)
+    for part in split.parts() if copy else ():
+        refuse_file_in_path(out_dir / part)
     planned: dict[Path, Path] = {}
     targets = [out_dir / MANIFEST, *(out_dir / f"{part}.txt" for part in split.parts())]
     for part, anns in split.parts().items() if copy else ():
@@ -159,12 +163,9 @@ def write_split(split: Split, out_dir: Path | str, copy: bool = True, overwrite:
     import filecmp
     import json
 
-    from mask_od.fileio import refuse_file_in_path, write_text_atomic
+    from mask_od.fileio import write_text_atomic
 
     out_dir = Path(out_dir)
-    refuse_file_in_path(out_dir)  # before anything is written: a file where the folder or a part's folder goes
-    for part in split.parts() if copy else ():
-        refuse_file_in_path(out_dir / part)
     _refuse_before_writing(split, out_dir, copy)
     written: dict[str, Path] = {}
     if copy:
