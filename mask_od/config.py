@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -108,20 +109,52 @@ def default_values() -> dict[str, Any]:
     return yaml.safe_load(DEFAULTS_PATH.read_text(encoding="utf-8"))
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the default's type; strings from the command line are parsed as YAML scalars."""
-    import yaml
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
 
+
+def value_from_text(text: str, default: Any) -> Any:
+    """``text`` as typed (``key=value`` on a command line, ``NAME=VALUE`` for the notebook) read as the type of
+    ``default``. Outer quotes are removed. bool: true/yes/on or false/no/off, any case; int: base-10 digits (``017``,
+    ``0x10``, ``1:30`` and ``1.5`` are refused, where YAML would read 15, 16 and 90); float: a finite decimal number
+    (``1e-3``, ``.5``); list: words separated by commas, brackets allowed (``[]``: none); str: as typed.
+    Raises ValueError saying what was expected."""
+    raw = text.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]
+    if isinstance(default, bool):
+        if raw.lower() in TRUE_WORDS + FALSE_WORDS:
+            return raw.lower() in TRUE_WORDS
+        raise ValueError("expected true or false")
+    if isinstance(default, int):
+        if re.fullmatch(r"[+-]?(0|[1-9][0-9]*)", raw):
+            return int(raw)
+        raise ValueError("expected a whole number")
+    if isinstance(default, float):
+        try:
+            v = float(raw)
+        except ValueError:
+            v = math.nan
+        if math.isfinite(v) and "_" not in raw:
+            return v
+        raise ValueError("expected a number")
+    if isinstance(default, list):
+        if not raw.strip("[] "):
+            return []
+        items = [x.strip().strip("'\"") for x in raw.strip("[]").split(",")]
+        if not all(items):
+            raise ValueError("expected words separated by commas")
+        return items
+    return raw
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` (a config file's YAML value, or text from the command line, read by :func:`value_from_text`)
+    against the default's type."""
     if isinstance(value, str) and not isinstance(default, str):
         try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            pass
-        if isinstance(value, str) and isinstance(default, float) and not isinstance(default, bool):
-            try:
-                value = float(value)  # "1e-3": YAML 1.1 reads it as a string
-            except ValueError:
-                pass
+            return value_from_text(value, default)
+        except ValueError as e:
+            raise ConfigError(f"config key {key!r}: {e} (its default is {default!r}), got {value!r}", (key,)) from None
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

@@ -29,54 +29,29 @@ def parameter_defaults() -> dict:
     return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
 
 
-TRUE, FALSE = ("true", "yes", "on"), ("false", "no", "off")
 CHOICES = {"TFLITE": "mask_od.export:TFLITE_VARIANTS"}  # list parameters whose items must be one of these
 
 
 def typed_value(name: str, text: str, default):
-    """``text`` (as typed after ``NAME=``) as the type of the parameter's default, so a wrong one is refused before the
-    notebook runs (it would otherwise surface cells later, after the demo data is written). Numbers are read in base 10
-    (``1e-3`` and ``.5`` are numbers; ``017``, ``0x10`` and ``1:30`` are not), text is taken as typed (outer quotes
-    removed), a list is words separated by commas (``float32,int8``, brackets allowed). Raises ValueError naming what
-    is wrong."""
-    raw = text.strip()
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        raw = raw[1:-1]
-    if isinstance(default, bool):
-        if raw.lower() in TRUE + FALSE:
-            return raw.lower() in TRUE
-        raise ValueError(f"{name}={text}: expected true or false (its default is {default!r})")
-    if isinstance(default, int):
-        import re
+    """``text`` (as typed after ``NAME=``) as the type of the parameter's default, read by
+    :func:`mask_od.config.value_from_text` (the reading of ``key=value`` on the scripts' command lines), so a wrong one
+    is refused before the notebook runs (it would otherwise surface cells later, after the demo data is written); a
+    list parameter's items must be among its choices. Raises ValueError naming what is wrong."""
+    from mask_od.config import value_from_text
 
-        if re.fullmatch(r"[+-]?(0|[1-9][0-9]*)", raw):
-            return int(raw)
-        raise ValueError(f"{name}={text}: expected a whole number (its default is {default!r})")
-    if isinstance(default, float):
-        import math
+    try:
+        value = value_from_text(text, default)
+    except ValueError as e:
+        such = f" such as {','.join(default)}" if isinstance(default, list) and default else ""
+        raise ValueError(f"{name}={text}: {e}{such} (its default is {default!r})") from None
+    if isinstance(value, list) and name in CHOICES:
+        import importlib
 
-        try:
-            v = float(raw)
-        except ValueError:
-            v = math.nan
-        if math.isfinite(v) and "_" not in raw:
-            return v
-        raise ValueError(f"{name}={text}: expected a number (its default is {default!r})")
-    if isinstance(default, list):
-        if not raw.strip("[] "):
-            return []  # TFLITE=[]: none
-        items = [x.strip().strip("'\"") for x in raw.strip("[]").split(",")]
-        if not all(items):
-            raise ValueError(f"{name}={text}: expected words separated by commas such as {','.join(default)} (its default)")
-        if name in CHOICES:
-            import importlib
-
-            module, attr = CHOICES[name].split(":")
-            allowed = list(getattr(importlib.import_module(module), attr))
-            if bad := [x for x in items if x not in allowed]:
-                raise ValueError(f"{name}={text}: {', '.join(map(repr, bad))} is not one of {', '.join(allowed)}")
-        return items
-    return raw  # text: RUN_NAME=2024 is the name "2024", DATA_DIR='data #1' a folder with a space and a hash
+        module, attr = CHOICES[name].split(":")
+        allowed = list(getattr(importlib.import_module(module), attr))
+        if bad := [x for x in value if x not in allowed]:
+            raise ValueError(f"{name}={text}: {', '.join(map(repr, bad))} is not one of {', '.join(allowed)}")
+    return value  # text: RUN_NAME=2024 is the name "2024", DATA_DIR='data #1' a folder with a space and a hash
 
 
 def first_line(source: str) -> str:

@@ -61,6 +61,19 @@ def test_a_bad_value_names_the_config_file_it_came_from(tmp_path):
     assert str(e.value).startswith(f"{g} and the arguments: need 0 < aug_scale_min"), str(e.value)
 
 
+def test_command_line_numbers_are_base_10_as_in_the_notebook():
+    """train.py steps=017 trained 15 steps (YAML read it as octal), 0x10 was 16 and time_budget_min=1:30 was 90
+    minutes; the notebook's NAME=VALUE refused these. Both now read text with config.value_from_text."""
+    for item, word in (("steps=017", "expected a whole number"), ("steps=0x10", "expected a whole number"),
+                       ("time_budget_min=1:30", "expected a number"), ("learning_rate=nan", "expected a number"),
+                       ("steps=1.5", "expected a whole number"), ("aug_hflip=maybe", "expected true or false")):
+        with pytest.raises(ConfigError, match=word) as e:
+            build_config(**parse_key_values([item]))
+        assert repr(item.split("=", 1)[1]) in str(e.value), str(e.value)
+    c = build_config(**parse_key_values(["steps=17", "time_budget_min=.5", "learning_rate=1e-3", "aug_hflip=OFF", "seed='7'"]))
+    assert (c.steps, c.time_budget_min, c.learning_rate, c.aug_hflip, c.seed) == (17, 0.5, 0.001, False, 7)
+
+
 def test_cli_strings_equal_python_kwargs_and_file_round_trip(tmp_path):
     a = build_config(**parse_key_values(["steps=50", "--batch-size=4", "aug_hflip=false", "learning_rate=1e-3"]))
     b = build_config(steps=50, batch_size=4, aug_hflip=False, learning_rate=0.001)
