@@ -254,6 +254,21 @@ def detect_photos(detector, folder: Path | str, out_dir: Path | str) -> list[Pat
     return paths
 
 
+def training_settings(*, stages: str, image_size: int, steps: int, time_budget_min: float, batch_size: int,
+                      learning_rate: float, anchor_size: float, pretrained: str) -> dict:
+    """The notebook's training parameters (``STAGES``, ``IMAGE_SIZE``, ...) as config keys for
+    :func:`mask_od.config.build_config`: with ``stages``, the run's size is at least its last stage's; evaluations,
+    checkpoints, logs and warm-up follow the planned steps (``auto_intervals``). ``scripts/run_notebook.py`` builds a
+    config from the same call before running any cell, so a value the config refuses is refused at once. Raises
+    ValueError for a bad ``stages``."""
+    from mask_od.schedule import parse_stages
+
+    last = parse_stages(stages, image_size, learning_rate)[-1].image_size
+    return dict(stages=stages, image_size=max(image_size, last), steps=steps, time_budget_min=time_budget_min,
+                batch_size=batch_size, learning_rate=learning_rate, anchor_size=anchor_size, pretrained=pretrained,
+                auto_intervals=True)
+
+
 def live_model(export_dir: Path | str, shipped_size: int = 320) -> Path:
     """The model for the live step: this run's export (float32 TFLite, else its SavedModel), or the shipped face-mask
     model at ``shipped_size`` px when the run was not trained or exported here (says so)."""

@@ -25,6 +25,12 @@ class Split:
         return {k: v for k, v in (("train", self.train), ("test", self.test), ("val", self.val)) if v}
 
 
+def check_ratios(test_ratio: float, val_ratio: float = 0.0) -> None:
+    """Raises ValueError unless 0 < ``test_ratio``, 0 <= ``val_ratio`` and their sum < 1 (shares of the images)."""
+    if not 0 < test_ratio < 1 or not 0 <= val_ratio < 1 or test_ratio + val_ratio >= 1:
+        raise ValueError(f"ratios must satisfy 0 < test, 0 <= val, test + val < 1; got test={test_ratio} val={val_ratio}")
+
+
 def split_annotations(
     annotations: Sequence[Annotation], test_ratio: float = 0.2, val_ratio: float = 0.0, seed: int = 0
 ) -> Split:
@@ -33,8 +39,7 @@ def split_annotations(
     Each image is grouped by the rarest class it contains (images without boxes form their own group); every group is
     shuffled with ``seed`` and cut by the ratios. The same inputs and seed always give the same split.
     """
-    if not 0 < test_ratio < 1 or not 0 <= val_ratio < 1 or test_ratio + val_ratio >= 1:
-        raise ValueError(f"ratios must satisfy 0 < test, 0 <= val, test + val < 1; got test={test_ratio} val={val_ratio}")
+    check_ratios(test_ratio, val_ratio)
     counts = collections.Counter(n for a in annotations for n in a.names)
     groups: dict[str, list[Annotation]] = collections.defaultdict(list)
     for a in sorted(annotations, key=lambda a: str(a.xml_path)):

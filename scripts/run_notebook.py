@@ -54,6 +54,48 @@ def typed_value(name: str, text: str, default):
     return value  # text: RUN_NAME=2024 is the name "2024", DATA_DIR='data #1' a folder with a space and a hash
 
 
+def check_parameters(values: dict) -> None:
+    """Refuse, before any cell runs, what the notebook's cells would refuse later (after the demo data and records are
+    written): the training config its config cell builds (``mask_od.notebook.training_settings``, the same call), the
+    model it starts from (a shipped or packaged model's backbone and anchors, as training checks them; a weights file
+    must exist) and ``TEST_RATIO`` (as the split checks it). ``values``: every parameter, defaults included; paths are
+    read from the repository root, the notebook's working directory. Raises ValueError naming the parameters."""
+    import contextlib
+    import inspect
+
+    from mask_od.config import ConfigError, build_config
+    from mask_od.errors import MaskODError
+    from mask_od.notebook import training_settings
+    from mask_od.shipped import is_packaged
+    from mask_od.split import check_ratios
+    from mask_od.weights import resolve_pretrained
+
+    names = {n: n.upper() for n in inspect.signature(training_settings).parameters}
+    given = lambda *keys: ", ".join(f"{k}={values[k]!r}" for k in keys)  # noqa: E731
+    with contextlib.chdir(ROOT):
+        try:
+            settings = training_settings(**{n: values[name] for n, name in names.items()})
+        except ValueError as e:
+            raise ValueError(f"{given('STAGES')}: {e}") from None
+        try:
+            config = build_config(**settings)
+        except ConfigError as e:
+            raise ValueError(f"{given(*(names[k] for k in e.keys if k in names)) or 'the notebook parameters'}: {e}") from None
+        try:
+            if is_packaged(config.pretrained):
+                from mask_od.transfer import check_packaged
+
+                check_packaged(config)
+            elif config.pretrained != "imagenet":  # a weights file (or none); imagenet is downloaded when training starts
+                resolve_pretrained(config.pretrained, config.backbone)
+        except MaskODError as e:
+            raise ValueError(f"{given('PRETRAINED', 'ANCHOR_SIZE')}: {e}") from None
+    try:
+        check_ratios(values["TEST_RATIO"])
+    except ValueError as e:
+        raise ValueError(f"{given('TEST_RATIO')}: {e}") from None
+
+
 def first_line(source: str) -> str:
     """The first line of a cell's code that is not a comment (shortened), to name the cell."""
     line = next((x.strip() for x in source.splitlines() if x.strip() and not x.strip().startswith("#")), "")
@@ -89,6 +131,10 @@ def main(argv=None) -> int:
             params[k] = typed_value(k, v, defaults[k])
         except ValueError as e:
             return error_exit(e)
+    try:
+        check_parameters({**defaults, **params})
+    except ValueError as e:
+        return error_exit(e)
     workspace = Path(params.get("WORKSPACE", ROOT / "workspace"))
     workspace.mkdir(parents=True, exist_ok=True)
     out = workspace / "Mask_detection.executed.ipynb"

@@ -90,7 +90,9 @@ def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path)
 
     cells = code_cells()
     params, cell = "".join(cells[0]["source"]), next("".join(c["source"]) for c in cells if "build_config(" in "".join(c["source"]))
-    env: dict = {}
+    from mask_od import notebook as nb
+
+    env: dict = {"nb": nb}  # as the set-up cell imports it
     exec(params, env)  # noqa: S102 - the notebook's own parameters cell
     from mask_od.label_map import write_label_map
 
@@ -112,7 +114,8 @@ def test_config_cell_takes_intervals_from_the_plan_under_a_time_budget(tmp_path)
 
 def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_path):
     """STEPS=abc used to run the notebook's first nine cells (demo data and records written) before cell 10 refused it;
-    each value is now read as the type of its default in the parameters cell, and refused at once."""
+    each value is now read as the type of its default in the parameters cell, and refused at once; so is a value of
+    the right type that the config, the shipped model's anchors or the split would refuse (STEPS=-5, TEST_RATIO=2)."""
     import os
     import subprocess
     import sys
@@ -120,7 +123,12 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
     for arg, words in (("STEPS=abc", "STEPS=abc: expected a whole number (its default is 300)"),
                        ("STEPS=1.5", "STEPS=1.5: expected a whole number"), ("CAPTURE=maybe", "expected true or false"),
                        ("TIME_BUDGET_MIN=soon", "expected a number"), ("STEPS=017", "expected a whole number"),
-                       ("TFLITE=int9", "'int9' is not one of float32, float16, int8"), ("steps=5", "did you mean STEPS?")):
+                       ("TFLITE=int9", "'int9' is not one of float32, float16, int8"), ("steps=5", "did you mean STEPS?"),
+                       # values of the right type that a cell would refuse after the data is written: refused at once
+                       ("STEPS=-5", "STEPS=-5: steps must be >= 1, got -5"), ("TEST_RATIO=2", "TEST_RATIO=2.0: ratios must"),
+                       ("STAGES=320:abc", "STAGES='320:abc': stage '320:abc'"), ("IMAGE_SIZE=100", "IMAGE_SIZE=100: image_size"),
+                       ("ANCHOR_SIZE=4.0", "made for anchor_size 2.0 (this config: 4.0)"),
+                       (f"PRETRAINED={tmp_path / 'no.h5'}", "no.h5: pretrained weights file not found")):
         p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
@@ -144,19 +152,22 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
 
 @pytest.mark.slow
 def test_a_bad_parameter_value_ends_in_one_error_line(tmp_path):
-    """scripts/run_notebook.py: a value the notebook refuses in a cell (STEPS=-5: a whole number, as the parameter
-    takes, that the config refuses) ends in one ``error:`` line on stderr that names the key and the cell, exit code 2,
+    """scripts/run_notebook.py: what a cell refuses (here a DATA_DIR whose XML file has no box: only the cell that
+    reads the labels can tell) ends in one ``error:`` line on stderr that names the file and the cell, exit code 2,
     not papermill's traceback around the cell's."""
     import os
     import subprocess
     import sys
 
-    params = dict(WORKSPACE=str(tmp_path / "ws"), STAGES="96:0.5,128:0.5", IMAGE_SIZE=160, STEPS=-5, BATCH_SIZE=4,
-                  NUM_DEMO_IMAGES=8, LIVE_FRAMES=2, CAPTURE=False)
+    bad = tmp_path / "labels"
+    bad.mkdir()
+    (bad / "photo1.xml").write_text("<annotation><filename>photo1.jpg</filename><object><name>with_mask</name></object></annotation>")
+    params = dict(WORKSPACE=str(tmp_path / "ws"), DATA_DIR=str(bad), STEPS=5, BATCH_SIZE=4, LIVE_FRAMES=2, CAPTURE=False)
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), *(f"{k}={v}" for k, v in params.items())],
                        capture_output=True, text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert p.returncode == 2, (p.stdout + p.stderr)[-3000:]
     assert "Traceback" not in p.stderr and "PapermillExecutionError" not in p.stderr, p.stderr[-3000:]
     errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 1 and "steps must be >= 1, got -5" in errors[0] and "in cell [" in errors[0], errors
-    assert "Mask_detection.executed.ipynb" in errors[0] and (tmp_path / "ws" / "Mask_detection.executed.ipynb").is_file()
+    message = p.stderr[p.stderr.index("error:"):]  # one message: its first line, then one line per unusable file
+    assert len(errors) == 1 and f"{bad / 'photo1.xml'}: image not found" in message and "in cell [" in message, message
+    assert "Mask_detection.executed.ipynb" in message and (tmp_path / "ws" / "Mask_detection.executed.ipynb").is_file()
