@@ -147,6 +147,34 @@ def value_from_text(text: str, default: Any) -> Any:
     return raw
 
 
+def config_file_loader():
+    """A YAML loader for config files: PyYAML's safe loader with numbers read as :func:`value_from_text` reads them
+    (base 10: ``017``, ``0x10``, ``1_000``, ``10:00`` and ``.inf`` stay text, so a number key refuses them where YAML
+    1.1 would read 15, 16, 1000, 600 and infinity) and a key given twice refused (YAML keeps the last silently)."""
+    import yaml
+
+    class ConfigFileLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep)
+
+    number_tags = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ConfigFileLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in number_tags]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    ConfigFileLoader.add_implicit_resolver(number_tags[0], re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+    ConfigFileLoader.add_implicit_resolver(number_tags[1], re.compile(r"^[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
+                                           list("-+.0123456789"))
+    return ConfigFileLoader
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Check ``value`` (a config file's YAML value, or text from the command line, read by :func:`value_from_text`)
     against the default's type."""
@@ -164,7 +192,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif isinstance(default, str):
         if value is None:
@@ -206,9 +234,14 @@ def _check_ranges(c: dict[str, Any]) -> None:
         parse_aspect_ratios(c["anchor_aspect_ratios"])
     except ValueError as e:
         raise ConfigError(f"config key 'anchor_aspect_ratios': {e}", ("anchor_aspect_ratios",)) from None
-    need(0 < c["aug_scale_min"] <= c["aug_scale_max"], "need 0 < aug_scale_min <= aug_scale_max", "aug_scale_min", "aug_scale_max")
-    need(0 < c["nms_iou_threshold"] <= 1 and 0 <= c["score_threshold"] < 1, "thresholds must lie in [0, 1]",
-         "nms_iou_threshold", "score_threshold")
+    need(0 < c["aug_scale_min"] <= c["aug_scale_max"], f"need 0 < aug_scale_min <= aug_scale_max, got aug_scale_min "
+         f"{c['aug_scale_min']} and aug_scale_max {c['aug_scale_max']}", "aug_scale_min", "aug_scale_max")
+    need(0 < c["nms_iou_threshold"] <= 1, f"nms_iou_threshold must lie in (0, 1], got {c['nms_iou_threshold']}", "nms_iou_threshold")
+    need(0 <= c["score_threshold"] < 1, f"score_threshold must lie in [0, 1), got {c['score_threshold']}", "score_threshold")
+    need(0 <= c["seed"] < 2**32, f"seed must lie in [0, 2**32 - 1] (NumPy's and TensorFlow's seeds), got {c['seed']}", "seed")
+    for k, v in c.items():  # step counts, sizes and intervals become int32 tensors
+        if type(v) is int and k != "seed":
+            need(v < 2**31, f"{k} must be below 2**31, got {v}", k)
 
 
 def parse_aspect_ratios(text: str) -> tuple[float, ...]:
@@ -266,7 +299,7 @@ def build_config(*sources: Mapping[str, Any] | Path | str | None, **kwargs: Any)
                 hint = f" (to set the key {key!r}, write {key}=VALUE)" if key in defaults else ""
                 raise ConfigError(f"{p}: config file not found{hint}")
             try:
-                data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+                data = yaml.load(p.read_text(encoding="utf-8"), Loader=config_file_loader()) or {}
             except yaml.YAMLError as e:
                 where = getattr(e, "problem_mark", None)
                 line = f" line {where.line + 1}" if where is not None else ""

@@ -99,7 +99,15 @@ def check_inputs(config: Config) -> None:
             except FileNotFoundError as e:
                 raise TrainingError(f"{key}: {e}") from None
     from mask_od.fileio import refuse_outputs_on_inputs
+    from mask_od.runs import DATA_FILE, is_run_dir
 
+    out = Path(config.output_dir)
+    if not config.output_dir.strip():
+        raise TrainingError("output_dir is empty: name the folder the run goes to (e.g. workspace/models/my_run)")
+    if out.is_dir() and not (out / DATA_FILE).is_file() and not is_run_dir(out) and (held := sorted(x.name for x in out.iterdir())):
+        raise TrainingError(f"{out}: output_dir holds files that are not a training run ({', '.join(held[:5])}"
+                            f"{', …' if len(held) > 5 else ''}): a run writes config.yaml, label_map.pbtxt, train_log.jsonl "
+                            "and more there; choose a new or empty folder")
     pretrained = config.pretrained if Path(config.pretrained).exists() else None
     refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
                              ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
@@ -124,6 +132,14 @@ def check_inputs(config: Config) -> None:
         from mask_od.transfer import check_packaged
 
         check_packaged(config)  # sha256, backbone and anchors, before the run directory is written
+    elif (config.pretrained.lower() not in ("imagenet", "", "none", "null") and not config.init_checkpoint
+          and not (out / "checkpoints" / "checkpoint").is_file()):  # read only when a run starts, not when it resumes
+        from mask_od.weights import WeightsError, resolve_pretrained
+
+        try:
+            resolve_pretrained(config.pretrained, config.backbone)  # a weights file must exist (imagenet: fetched later)
+        except WeightsError as e:
+            raise TrainingError(f"pretrained: {e}") from None
 
 
 ANCHOR_KEYS = ("backbone", "anchor_size", "anchor_aspect_ratios")  # a checkpoint made with others does not fit the model
@@ -196,7 +212,7 @@ def is_chief(strategy) -> bool:
 
 def _worker_scratch(config: Config) -> Path:
     """A scratch folder for a non-chief worker holding what a resume reads from the run directory (a shared disk, or a
-    copy on each machine): checkpoints, best, plan, config and label map."""
+    copy on each machine): checkpoints, best, plan, config, label map and data.json (which marks the folder as a run)."""
     import shutil
     import tempfile
 
@@ -204,7 +220,7 @@ def _worker_scratch(config: Config) -> Path:
     for name in ("checkpoints", "best"):
         if (run_dir / name).is_dir():
             shutil.copytree(run_dir / name, scratch / name)
-    for name in ("plan.json", "config.yaml", "label_map.pbtxt"):
+    for name in ("plan.json", "config.yaml", "label_map.pbtxt", "data.json"):
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, scratch / name)
     return scratch

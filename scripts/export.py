@@ -11,6 +11,7 @@ quiet_tensorflow()  # TensorFlow's C++ logs quieted before it starts
 
 
 def main(argv=None) -> int:
+    from mask_od.cli import at_least
     from mask_od.export import INT8_FLOAT_LAYERS, MAX_MAP50_DROP, NUM_CALIBRATION, TFLITE_VARIANTS
 
     p = argparse.ArgumentParser(description=__doc__)
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
                         "the network is fully convolutional, so the same weights run at another size")
     p.add_argument("--which", default="best", choices=["best", "latest"], help="best: the checkpoint that scored highest on val during training (default); latest: the last one")
     p.add_argument("--max_map50_drop", type=float, default=MAX_MAP50_DROP, help="largest mAP@0.5 drop of a TFLite file vs the SavedModel, a fraction (0.01 = 1 point; refused when the 95%% bootstrap interval lies above it)")
-    p.add_argument("--int8_float_layers", type=int, default=INT8_FLOAT_LAYERS,
+    p.add_argument("--int8_float_layers", type=at_least(0), default=INT8_FLOAT_LAYERS,
                    help="int8: layers with the largest quantization error kept float (0: every layer int8)")
     p.add_argument("--metadata", choices=["auto", "on", "off"], default="auto",
                    help="TFLite Metadata for MediaPipe Tasks: auto writes it when its tool venv is built (scripts/"
