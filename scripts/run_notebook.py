@@ -58,7 +58,9 @@ def check_parameters(values: dict) -> None:
     """Refuse, before any cell runs, what the notebook's cells would refuse later (after the demo data and records are
     written): the training config its config cell builds (``mask_od.notebook.training_settings``, the same call), the
     model it starts from (a shipped or packaged model's backbone and anchors, as training checks them; a weights file
-    must exist) and ``TEST_RATIO`` (as the split checks it). ``values``: every parameter, defaults included; paths are
+    must exist), ``TEST_RATIO`` (as the split checks it), the counts of the live, capture and demo cells and
+    ``RUN_NAME`` (one folder name: ``../x`` wrote the run outside the workspace, an empty one into
+    ``models/`` itself). ``values``: every parameter, defaults included; paths are
     read from the repository root, the notebook's working directory. Raises ValueError naming the parameters."""
     import contextlib
     import inspect
@@ -94,6 +96,14 @@ def check_parameters(values: dict) -> None:
         check_ratios(values["TEST_RATIO"])
     except ValueError as e:
         raise ValueError(f"{given('TEST_RATIO')}: {e}") from None
+    for name in ("LIVE_FRAMES", "NUM_CAPTURE", "NUM_DEMO_IMAGES"):  # counts the live, capture and demo cells take
+        if values[name] < 1:
+            raise ValueError(f"{given(name)}: must be 1 or more")
+    if values["MONITOR_SECONDS"] < 0:
+        raise ValueError(f"{given('MONITOR_SECONDS')}: must be 0 (skip the monitor) or more")
+    name = values["RUN_NAME"]
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\"):
+        raise ValueError(f"{given('RUN_NAME')}: must be one folder name (the run goes to WORKSPACE/models/RUN_NAME)")
 
 
 def first_line(source: str) -> str:

@@ -128,7 +128,9 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
                        ("STEPS=-5", "STEPS=-5: steps must be >= 1, got -5"), ("TEST_RATIO=2", "TEST_RATIO=2.0: ratios must"),
                        ("STAGES=320:abc", "STAGES='320:abc': stage '320:abc'"), ("IMAGE_SIZE=100", "IMAGE_SIZE=100: image_size"),
                        ("ANCHOR_SIZE=4.0", "made for anchor_size 2.0 (this config: 4.0)"),
-                       (f"PRETRAINED={tmp_path / 'no.h5'}", "no.h5: pretrained weights file not found")):
+                       (f"PRETRAINED={tmp_path / 'no.h5'}", "no.h5: pretrained weights file not found"),
+                       ("LIVE_FRAMES=-1", "LIVE_FRAMES=-1: must be 1 or more"),  # was refused after training and export
+                       ("RUN_NAME=../../x", "RUN_NAME='../../x': must be one folder name")):  # wrote outside the workspace
         p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
