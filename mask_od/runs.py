@@ -18,6 +18,22 @@ class RunError(MaskODError, RuntimeError):
     """A run directory or checkpoint is missing, incomplete, or does not fit the model; the message says which."""
 
 
+class CheckpointDamagedError(RunError):
+    """A checkpoint's files are there but cannot be read (its ``.data`` or ``.index`` file damaged or cut short)."""
+
+
+# what TensorFlow raises for a checkpoint file it cannot read: an OpError (DataLossError, OutOfRangeError ...) for a bad
+# .index, an IndexError ("Read less bytes than requested") for a .data file cut short
+DAMAGED_CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (IndexError,)
+
+
+def damaged_checkpoint_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions reading a damaged checkpoint raises (TensorFlow's OpError and :data:`DAMAGED_CHECKPOINT_ERRORS`)."""
+    import tensorflow as tf
+
+    return (tf.errors.OpError, *DAMAGED_CHECKPOINT_ERRORS)
+
+
 def is_run_dir(path: Path | str) -> bool:
     p = Path(path)
     return (p / "config.yaml").is_file() and ((p / "checkpoints").is_dir() or (p / "best").is_dir())
@@ -45,6 +61,9 @@ def restore_weights(model, path: str | Path) -> str:
                 tf.train.Checkpoint(model=model).read(copy).assert_existing_objects_matched().expect_partial()
     except (AssertionError, ValueError, tf.errors.NotFoundError) as e:
         raise RunError(f"{path}: checkpoint does not match this model (backbone, image_size or classes differ?): {e}") from None
+    except damaged_checkpoint_errors() as e:
+        raise CheckpointDamagedError(f"{path}: checkpoint cannot be read, its .index or .data file is damaged or cut short "
+                                     f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})") from None
     return str(path)
 
 
@@ -121,13 +140,28 @@ def load_trained_model(run_dir: Path | str, which: str = "best", image_size: int
         config = dataclasses.replace(config, image_size=image_size)
     label_map = read_label_map(run_dir / "label_map.pbtxt")
     model = build_model(config, num_classes(label_map), load_pretrained=False)
-    restore_weights(model, weights_checkpoint(run_dir, which))
+    path = weights_checkpoint(run_dir, which)
+    try:
+        restore_weights(model, path)
+    except CheckpointDamagedError as e:
+        raise CheckpointDamagedError(f"{e}: {_damaged_advice(run_dir, path)}") from None
     return model, config, label_map
 
 
-def predictor(model_path: Path | str, num_threads: int = 2) -> tuple[Callable[[np.ndarray], dict], dict, str, Path]:
-    """What ``model_path`` is, ready to predict: a run directory (its best weights, through the serving function that
-    export saves), an export folder, a SavedModel folder or a ``.tflite`` file. Returns (predict uint8 RGB -> dict of
+def _damaged_advice(run_dir: Path, damaged: str) -> str:
+    """What to do when the checkpoint ``damaged`` of ``run_dir`` cannot be read: use the latest one when it is another."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest and Path(latest) != Path(damaged):
+        return (f"pass --which latest to use the run's latest checkpoint {latest} instead, or restore the files of "
+                f"{damaged} from a backup")
+    return f"restore the files of {damaged} from a backup, or train the run again"
+
+
+def predictor(model_path: Path | str, num_threads: int = 2, which: str = "best") -> tuple[Callable[[np.ndarray], dict], dict, str, Path]:
+    """What ``model_path`` is, ready to predict: a run directory (its ``which`` weights, ``best`` or ``latest``, through the
+    serving function that export saves), an export folder, a SavedModel folder or a ``.tflite`` file. Returns (predict uint8 RGB -> dict of
     :class:`~mask_od.detections.Detections`, label map, the run's val_records or "", a default folder for evaluation output)."""
     from mask_od.config import build_config
 
@@ -135,9 +169,12 @@ def predictor(model_path: Path | str, num_threads: int = 2) -> tuple[Callable[[n
     if is_run_dir(p):
         from mask_od.inference import detections_from_outputs, make_detection_module
 
-        net, config, label_map = load_trained_model(p)
+        net, config, label_map = load_trained_model(p, which)
         module = make_detection_module(net, config)
         return (lambda img: detections_from_outputs(module.serve(img[None]), label_map)), label_map, config.val_records, p / "eval"
+    if which != "best":
+        raise RunError(f"{p}: --which {which} chooses a checkpoint of a run folder; this is not one (no config.yaml with "
+                       "checkpoints/ or best/)")
     from mask_od.detect import Detector
 
     det = Detector(p, score_threshold=ALL, num_threads=num_threads)

@@ -577,15 +577,18 @@ def _checkpoint_step(path: str) -> int:
 
 def _restore_latest(manager, target_for: Callable[[str], object]) -> str | None:
     """Restore the newest readable checkpoint into ``target_for(path)`` (a full checkpoint, or model and step only);
-    a corrupt one is skipped with a warning. Returns the path, None when there is none."""
+    a corrupt one (its .index or .data file damaged or cut short) is skipped with a warning. Returns the path, None when
+    there is none."""
     import tensorflow as tf
+
+    from mask_od.runs import DAMAGED_CHECKPOINT_ERRORS
 
     for path in reversed(manager.checkpoints):
         try:
             target = target_for(path)
             (target.restore if target is manager.checkpoint else target.read)(path).expect_partial()
             return path
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except (tf.errors.OpError, ValueError, AssertionError, *DAMAGED_CHECKPOINT_ERRORS) as e:  # a bad .index or .data
             print(f"warning: {path} cannot be read ({str(e).splitlines()[0][:120]}); trying the previous checkpoint", flush=True)
     if manager.checkpoints:
         raise TrainingError(f"{manager.directory}: none of the checkpoints {manager.checkpoints} can be read")

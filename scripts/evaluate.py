@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     p.add_argument("--image_dir", default=None)
     p.add_argument("--out_dir", default=None, help="metrics.json and PNG plots (default: <model>/eval or beside it)")
     p.add_argument("--limit", type=at_least(1), default=None, help="evaluate only the first N images (of the records; or of the XML files, sorted by path)")
+    p.add_argument("--which", default="best", choices=["best", "latest"],
+                   help="a run folder's checkpoint: best (highest on val during training, default) or latest (the last one)")
     p.add_argument("--num_threads", type=at_least(1), default=2)
     a = p.parse_args(argv)
     from pathlib import Path
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     from mask_od.runs import predictor
 
     try:
-        predict, label_map, run_records, default_out = predictor(a.model, a.num_threads)
+        predict, label_map, run_records, default_out = predictor(a.model, a.num_threads, a.which)
         records = a.records or run_records
         if not records and not a.xml_dir:
             raise MaskODError(f"{a.model}: no val_records known for it; pass --records or --xml_dir")

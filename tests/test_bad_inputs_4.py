@@ -1,0 +1,84 @@
+"""Bad inputs, round four: records that hold no example or are not TFRecords, an --out_dir holding the user's own
+files, a checkpoint whose .data file is cut short: refused with one ``error:`` line naming the file, nothing written."""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, tiny_config, tree_digest
+
+
+def script_main(capsys, name: str, *args) -> tuple[int, str, str]:
+    """Run ``scripts/<name>.py``'s main in this process (no second TensorFlow start): (exit code, stdout, stderr)."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    rc = module.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_error_line(rc: int, out: str, err: str, *words: str) -> str:
+    assert rc == 2, out[-3000:] + err[-3000:]
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, err[-3000:]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_records, tmp_path_factory):
+    """A 2-step run (random weights, 128 px): config.yaml, label_map.pbtxt, checkpoints/ckpt-1 and -2, best/, eval/."""
+    from mask_od.train import train
+
+    cfg = tiny_config(tiny_records, tmp_path_factory.mktemp("run4") / "run", steps=2, batch_size=2, warmup_steps=1,
+                      checkpoint_every=1, log_every=1, pretrained="none")
+    train(cfg, progress=False)
+    return Path(cfg.output_dir), cfg
+
+
+def cut_short(path: Path) -> None:
+    """Truncate a file to half its size, as a full disk or an interrupted copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    return run
+
+
+# --- 4. a checkpoint whose .data file is cut short --------------------------------------------------------------------
+def test_4_training_resumes_from_the_previous_checkpoint_when_the_latest_data_file_is_cut_short(tmp_path, capsys):
+    import tensorflow as tf
+
+    from mask_od.train import _restore_latest
+
+    v = tf.Variable(1.0)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=v), str(tmp_path / "checkpoints"), max_to_keep=3)
+    manager.save(checkpoint_number=1)
+    v.assign(2.0)
+    latest = manager.save(checkpoint_number=2)
+    cut_short(Path(latest + ".data-00000-of-00001"))
+    v.assign(0.0)
+    assert _restore_latest(manager, lambda p: manager.checkpoint) == str(tmp_path / "checkpoints" / "ckpt-1")
+    assert float(v.numpy()) == 1.0
+    assert f"warning: {latest} cannot be read (Read less bytes than requested); trying the previous checkpoint" in capsys.readouterr().out
+
+
+def test_4_evaluate_and_export_name_a_best_checkpoint_whose_data_file_is_cut_short(run_copy, tmp_path, capsys):
+    best = Path(str(next((run_copy / "best").glob("ckpt-*.index")))[: -len(".index")])
+    cut_short(Path(f"{best}.data-00000-of-00001"))
+    before = tree_digest(run_copy)
+    rc, out, err = script_main(capsys, "evaluate", "--model", run_copy)
+    one_error_line(rc, out, err, f"{best}: checkpoint cannot be read", "cut short", "--which latest")
+    rc, out, err = script_main(capsys, "export", "--run_dir", run_copy, "--out_dir", tmp_path / "export", "--tflite")
+    one_error_line(rc, out, err, f"{best}: checkpoint cannot be read", "cut short", "--which latest")
+    assert not (tmp_path / "export").exists() and tree_digest(run_copy) == before
+    rc, out, err = script_main(capsys, "evaluate", "--model", run_copy, "--which", "latest", "--out_dir", tmp_path / "eval")
+    assert rc == 0 and (tmp_path / "eval" / "metrics.json").is_file(), out + err
