@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 from mask_od.config import Config
+from mask_od.errors import MaskODError
 from mask_od.model import AnchorSpec
+
+
+class RecordsError(MaskODError, ValueError):
+    """A records file that holds no example or cannot be read as TFRecords; the message names it."""
 
 
 def resolve_records(pattern: str | Path | list) -> list[str]:
@@ -17,6 +23,30 @@ def resolve_records(pattern: str | Path | list) -> list[str]:
     files = sorted(glob.glob(p)) or sorted(glob.glob(p + "-?????-of-?????"))
     if not files:
         raise FileNotFoundError(f"{p}: no TFRecord files match (make them with scripts/generate_tfrecord.py)")
+    return files
+
+
+def require_examples(records: str | Path | list) -> list[str]:
+    """The files of ``records`` (:func:`resolve_records`), each checked to hold at least one record: a
+    :class:`RecordsError` naming the file when it holds none (an empty file, a few bytes of text) or its first record
+    cannot be read (not a TFRecord file: a label map, a CSV, an image). Reads one record per file."""
+    import tensorflow as tf
+
+    files = resolve_records(records)
+    for f in files:
+        if Path(f).is_dir():
+            raise RecordsError(f"{f}: a folder, not a TFRecord file: give the records file (or a glob of them)")
+        try:
+            first = list(tf.data.TFRecordDataset(f).take(1))
+        except tf.errors.DataLossError:
+            raise RecordsError(f"{f}: not a TFRecord file (its first record cannot be read; a damaged TFRecord file "
+                               "reads so too): make records with scripts/generate_tfrecord.py") from None
+        except tf.errors.OpError as e:
+            why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*", "", (e.message.splitlines() or [""])[0])
+            raise RecordsError(f"{f}: cannot be read as TFRecords ({why[:160]})") from None
+        if not first:
+            raise RecordsError(f"{f}: no examples in it (an empty file, or not a TFRecord file): make records with "
+                               "scripts/generate_tfrecord.py")
     return files
 
 
@@ -71,8 +101,9 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
     generate_tfrecord writes it) against ``label_map`` ``{id: name}``; reads records until every label-map id was seen
     or ``max_records`` per file. Raises :class:`~mask_od.label_map.LabelMapError` naming the records file and
     ``label_map_name`` when an id means another name there, or is not in the label map (records written with another
-    label map: every metric and every trained class would be wrong). Boxes without class text are checked for ids
-    only, and one printed line per file says how many. Returns how many boxes were checked."""
+    label map: every metric and every trained class would be wrong); a :class:`RecordsError` naming the file when one
+    holds no example or is not a TFRecord file (:func:`require_examples`). Boxes without class text are checked for
+    ids only, and one printed line per file says how many. Returns how many boxes were checked."""
     import tensorflow as tf
 
     from mask_od.label_map import LabelMapError
@@ -80,7 +111,7 @@ def check_record_labels(records, label_map: dict[int, str], label_map_name: str 
     spec = {"image/object/class/label": tf.io.VarLenFeature(tf.int64),
             "image/object/class/text": tf.io.VarLenFeature(tf.string)}
     checked = 0
-    for f in resolve_records(records):
+    for f in require_examples(records):
         wrong: dict[tuple[int, str], int] = {}
         seen: set[int] = set()
         without_text = 0

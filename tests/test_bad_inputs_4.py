@@ -82,3 +82,30 @@ def test_4_evaluate_and_export_name_a_best_checkpoint_whose_data_file_is_cut_sho
     assert not (tmp_path / "export").exists() and tree_digest(run_copy) == before
     rc, out, err = script_main(capsys, "evaluate", "--model", run_copy, "--which", "latest", "--out_dir", tmp_path / "eval")
     assert rc == 0 and (tmp_path / "eval" / "metrics.json").is_file(), out + err
+
+
+# --- 1. records that hold no example, or are not TFRecords ------------------------------------------------------------
+@pytest.mark.parametrize("name, data, words", [
+    ("empty.record", b"", "no examples in it"),
+    ("some.txt", b"hi", "no examples in it"),
+    ("label_map.pbtxt", b"item { id: 1 name: 'with_mask' }\n", "not a TFRecord file"),
+])
+def test_1_evaluate_refuses_records_without_examples_naming_the_file(tiny_run, tmp_path, capsys, name, data, words):
+    records = tmp_path / name
+    records.write_bytes(data)
+    before = tree_digest(tiny_run[0])
+    rc, out, err = script_main(capsys, "evaluate", "--model", tiny_run[0], "--records", records, "--out_dir", tmp_path / "eval")
+    one_error_line(rc, out, err, f"{records}: {words}")
+    assert not (tmp_path / "eval").exists() and tree_digest(tiny_run[0]) == before
+
+
+def test_1_training_refuses_val_records_without_examples(tiny_records, tmp_path):
+    from mask_od.errors import MaskODError
+    from mask_od.train import train
+
+    empty = tmp_path / "val.record"
+    empty.write_bytes(b"")
+    with pytest.raises(MaskODError, match=f"{empty}: no examples in it"):
+        train(tiny_config(tiny_records, tmp_path / "run", steps=1, val_records=str(empty), pretrained="none"), progress=False)
+    assert not (tmp_path / "run").exists()
+
