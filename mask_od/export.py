@@ -287,7 +287,7 @@ def export_model(
 
     from mask_od.config import image_size_problem
     from mask_od.inference import make_detection_module
-    from mask_od.input_pipeline import resolve_records
+    from mask_od.input_pipeline import RecordsError, require_examples, resolve_records
     from mask_od.runs import load_trained_model, require_run_dir
 
     out_dir = Path(out_dir)
@@ -315,9 +315,9 @@ def export_model(
         for what, recs in (("check records", check if tflite else ""),
                            ("calibration records", (calibration_records or config.train_records) if "int8" in tflite else "")):
             if recs:
-                try:
-                    refuse_outputs_on_inputs({"--out_dir": out_dir}, [(what, f) for f in resolve_records(recs)])
-                except FileNotFoundError as e:  # before minutes of conversion, not after
+                try:  # there, holding examples, and not written over
+                    refuse_outputs_on_inputs({"--out_dir": out_dir}, [(what, f) for f in require_examples(recs)])
+                except (FileNotFoundError, RecordsError) as e:  # before minutes of conversion, not after
                     raise ExportError(f"{what}: {e}; pass --check_records / --calibration_records") from None
         check_records_match(check if tflite else "", label_map, Path(run_dir) / "label_map.pbtxt")
         module = make_detection_module(model, config)

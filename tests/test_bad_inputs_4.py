@@ -109,3 +109,15 @@ def test_1_training_refuses_val_records_without_examples(tiny_records, tmp_path)
         train(tiny_config(tiny_records, tmp_path / "run", steps=1, val_records=str(empty), pretrained="none"), progress=False)
     assert not (tmp_path / "run").exists()
 
+
+# --- 2. export's check records without examples -----------------------------------------------------------------------
+def test_2_export_refuses_check_records_without_examples_before_converting(tiny_run, tmp_path, capsys):
+    empty = tmp_path / "empty.record"
+    empty.write_bytes(b"")
+    rc, out, err = script_main(capsys, "export", "--run_dir", tiny_run[0], "--out_dir", tmp_path / "export",
+                               "--check_records", empty, "--tflite", "float32")
+    one_error_line(rc, out, err, f"check records: {empty}: no examples in it", "--check_records")
+    rc, out, err = script_main(capsys, "export", "--run_dir", tiny_run[0], "--out_dir", tmp_path / "export",
+                               "--calibration_records", empty, "--tflite", "int8")
+    one_error_line(rc, out, err, f"calibration records: {empty}: no examples in it", "--calibration_records")
+    assert not (tmp_path / "export").exists() and [p.name for p in tmp_path.iterdir()] == ["empty.record"]
