@@ -13,12 +13,19 @@ import numpy as np
 
 from mask_od.boxes import box_iou_yxyx
 from mask_od.detections import CONFUSION, Detections
+from mask_od.errors import MaskODError
 
 if TYPE_CHECKING:
     from mask_od.config import Config
 
 PredictFn = Callable[[np.ndarray], Detections]  # uint8 RGB [H, W, 3] -> detections (or a dict with their three arrays)
 COCO_NAMES = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
+EVAL_FILES = ("metrics.json", "pr_curve.png", "f1_curve.png", "confusion_matrix.png", "predictions.png")  # what evaluate writes
+METRICS_KEYS = {"mAP", "mAP50", "per_class", "confusion_matrix", "f1", "images"}  # in every metrics.json it writes
+
+
+class EvaluationError(MaskODError, ValueError):
+    """Evaluation output cannot be written where asked (a folder holding other files); the message names it."""
 
 
 @dataclasses.dataclass
@@ -231,6 +238,67 @@ def summarize(samples: Sequence[Sample], label_map: Mapping[int, str], score_thr
     return m
 
 
+def is_evaluation_dir(path: Path | str) -> bool:
+    """Whether the folder ``path`` holds an earlier evaluation by mask_od: its ``metrics.json`` is one
+    :func:`evaluate` wrote (a JSON object with :data:`METRICS_KEYS`)."""
+    try:
+        m = json.loads((Path(path) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and METRICS_KEYS <= set(m)
+
+
+def check_out_dir(out_dir: Path | str) -> None:
+    """``out_dir`` may receive ``metrics.json`` and the plots: it is new, empty, an earlier evaluation
+    (:func:`is_evaluation_dir`, e.g. a run's ``eval/``) or holds only TensorBoard event files (a run's ``eval/`` before
+    its final evaluation). Else :class:`EvaluationError` naming it: a folder of the user's own files is never written
+    into (its ``metrics.json`` or ``pr_curve.png`` would be replaced); an ``OutputPathError`` when it is a file."""
+    from mask_od.fileio import refuse_file_in_path
+
+    out_dir = Path(out_dir)
+    refuse_file_in_path(out_dir)
+    if not out_dir.is_dir() or is_evaluation_dir(out_dir):
+        return
+    held = sorted(p.name for p in out_dir.iterdir())
+    if all(n.startswith("events.out.tfevents.") for n in held):
+        return
+    raise EvaluationError(f"{out_dir} holds files ({', '.join(held[:3])}{' ...' if len(held) > 3 else ''}) and is not an "
+                          "earlier evaluation by mask_od (no metrics.json that scripts/evaluate.py wrote): refusing to write "
+                          "metrics.json and plots there; choose a new or empty folder (--out_dir)")
+
+
+def write_evaluation(samples: Sequence[Sample], m: dict, label_map: Mapping[int, str], out_dir: Path | str, plots: bool = True) -> None:
+    """Write ``metrics.json`` (and with ``plots`` the PNG plots, their paths put in ``m["plots"]``) to ``out_dir``,
+    checked by :func:`check_out_dir`. All are made in a temporary folder beside it, then renamed into place
+    (``metrics.json`` last), so a failure leaves an earlier evaluation as it was; an earlier evaluation's files the new
+    one does not make are removed, other files there (a run's TensorBoard events) are kept."""
+    import os
+
+    from mask_od.fileio import remove_path, temp_sibling
+
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(out_dir)
+    tmp.mkdir()
+    try:
+        if plots:
+            from mask_od.evaluate_plots import plot_all
+
+            m["plots"] = {k: str(out_dir / Path(v).name) for k, v in plot_all(samples, m, label_map, tmp).items()}
+        (tmp / "metrics.json").write_text(json.dumps(m, indent=1), encoding="utf-8")
+        if not out_dir.exists():
+            os.replace(tmp, out_dir)
+            return
+        made = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == "metrics.json")
+        for name in made:
+            os.replace(tmp / name, out_dir / name)
+        for name in set(EVAL_FILES) - set(made):  # a plot of the earlier evaluation this one does not make
+            remove_path(out_dir / name)
+    finally:
+        remove_path(tmp)
+
+
 def evaluate(
     predict: PredictFn,
     examples: Iterable,
@@ -240,19 +308,15 @@ def evaluate(
     score_threshold: float = CONFUSION,
     progress: bool = True,
 ) -> dict:
-    """Evaluate a predictor; with ``out_dir`` write ``metrics.json`` and the PNG plots there. Returns the metrics
+    """Evaluate a predictor; with ``out_dir`` write ``metrics.json`` and the PNG plots there (:func:`write_evaluation`:
+    a folder of other files is refused before any inference, :func:`check_out_dir`). Returns the metrics
     (``mAP``, ``mAP50``, ``mAP75``, ``AR100``, ``per_class`` ...; ``plots`` maps plot names to files)."""
+    if out_dir is not None:
+        check_out_dir(out_dir)  # before any inference
     samples = collect_samples(predict, examples, progress)
     m = summarize(samples, label_map, score_threshold)
     if out_dir is not None:
-        from mask_od.fileio import write_text_atomic
-
-        out_dir = Path(out_dir)
-        if plots:
-            from mask_od.evaluate_plots import plot_all
-
-            m["plots"] = {k: str(v) for k, v in plot_all(samples, m, label_map, out_dir).items()}
-        write_text_atomic(out_dir / "metrics.json", json.dumps(m, indent=1), overwrite=True)
+        write_evaluation(samples, m, label_map, out_dir, plots)
     return m
 
 

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     from pathlib import Path
 
     from mask_od.errors import MaskODError
-    from mask_od.evaluate import evaluate, examples_from_records, examples_from_voc, format_metrics
+    from mask_od.evaluate import check_out_dir, evaluate, examples_from_records, examples_from_voc, format_metrics
     from mask_od.fileio import refuse_outputs_on_inputs
     from mask_od.input_pipeline import resolve_records
     from mask_od.runs import predictor
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
         inputs = [("--model", a.model), ("--xml_dir", a.xml_dir), ("--image_dir", a.image_dir)]
         inputs += [("--records", f) for f in ([] if a.xml_dir else resolve_records(records))]
         refuse_outputs_on_inputs({"--out_dir": out_dir}, inputs, replaces=False)
+        check_out_dir(out_dir)  # new, empty or an earlier evaluation: never a folder of the user's own files
         if a.xml_dir:
             examples = examples_from_voc(a.xml_dir, label_map, a.image_dir, a.limit)
         else:

@@ -121,3 +121,67 @@ def test_2_export_refuses_check_records_without_examples_before_converting(tiny_
                                "--calibration_records", empty, "--tflite", "int8")
     one_error_line(rc, out, err, f"calibration records: {empty}: no examples in it", "--calibration_records")
     assert not (tmp_path / "export").exists() and [p.name for p in tmp_path.iterdir()] == ["empty.record"]
+
+
+# --- 3. evaluate's --out_dir: never a folder of the user's own files -------------------------------------------------
+LABELS = {1: "with_mask", 2: "without_mask"}
+
+
+def fake_evaluation(out_dir):
+    """evaluate() of a fake predictor on two images (no model): seconds."""
+    import numpy as np
+
+    from mask_od.detections import Detections
+    from mask_od.evaluate import evaluate
+
+    box = np.array([[0.2, 0.2, 0.6, 0.6]], np.float32)
+    examples = [(np.zeros((64, 64, 3), np.uint8), box, np.array([1]), f"img{i}") for i in range(2)]
+    return evaluate(lambda img: Detections.from_arrays(box, [1], [0.9]), examples, LABELS, out_dir=out_dir, progress=False)
+
+
+def test_3_evaluate_refuses_an_out_dir_holding_the_users_own_files(tiny_run, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"accuracy": 0.93}')
+    (mine / "pr_curve.png").write_bytes(b"my own plot")
+    before = tree_digest(mine)
+    rc, out, err = script_main(capsys, "evaluate", "--model", tiny_run[0], "--out_dir", mine)
+    one_error_line(rc, out, err, f"{mine} holds files", "not an earlier evaluation")
+    assert tree_digest(mine) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    from mask_od.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="not an earlier evaluation"):
+        fake_evaluation(mine)
+    assert tree_digest(mine) == before
+
+
+def test_3_evaluate_rewrites_an_earlier_evaluation_keeping_the_runs_tensorboard_events(run_copy, capsys):
+    eval_dir = run_copy / "eval"  # written by training: TensorBoard events, metrics.json and the plots
+    events = sorted(p.name for p in eval_dir.glob("events.out.tfevents.*"))
+    assert events and (eval_dir / "metrics.json").is_file()
+    (eval_dir / "metrics.json").write_text((eval_dir / "metrics.json").read_text().replace('"images"', '"images_marker": 0, "images"', 1))
+    rc, out, err = script_main(capsys, "evaluate", "--model", run_copy)
+    assert rc == 0, out + err
+    assert "images_marker" not in (eval_dir / "metrics.json").read_text()  # replaced by the new evaluation
+    assert sorted(p.name for p in eval_dir.glob("events.out.tfevents.*")) == events
+    assert not [p for p in run_copy.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_3_a_failed_evaluation_leaves_the_earlier_one_and_an_events_only_folder_is_taken(tmp_path, monkeypatch):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "events.out.tfevents.1.host.1.v2").write_bytes(b"")  # a run's eval/ before its final evaluation
+    m = fake_evaluation(out)
+    assert (out / "metrics.json").is_file() and m["plots"]["pr_curve"] == str(out / "pr_curve.png")
+    before = tree_digest(out)
+
+    import mask_od.evaluate_plots
+
+    def broken_plots(samples, metrics, label_map, folder):
+        (folder / "pr_curve.png").write_bytes(b"half")
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(mask_od.evaluate_plots, "plot_all", broken_plots)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        fake_evaluation(out)
+    assert tree_digest(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
