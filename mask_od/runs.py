@@ -159,10 +159,12 @@ def _damaged_advice(run_dir: Path, damaged: str) -> str:
     return f"restore the files of {damaged} from a backup, or train the run again"
 
 
-def predictor(model_path: Path | str, num_threads: int = 2, which: str = "best") -> tuple[Callable[[np.ndarray], dict], dict, str, Path]:
-    """What ``model_path`` is, ready to predict: a run directory (its ``which`` weights, ``best`` or ``latest``, through the
-    serving function that export saves), an export folder, a SavedModel folder or a ``.tflite`` file. Returns (predict uint8 RGB -> dict of
-    :class:`~mask_od.detections.Detections`, label map, the run's val_records or "", a default folder for evaluation output)."""
+def predictor(model_path: Path | str, num_threads: int = 2,
+              which: str = "best") -> tuple[Callable[[np.ndarray], dict], dict, str, Path]:
+    """What ``model_path`` is, ready to predict: a run directory (its ``which`` weights, ``best`` or ``latest``, through
+    the serving function that export saves), an export folder, a SavedModel folder or a ``.tflite`` file. Returns
+    (predict uint8 RGB -> dict of :class:`~mask_od.detections.Detections`, label map, the run's val_records or "", a
+    default folder for evaluation output)."""
     from mask_od.config import build_config
 
     p = Path(model_path)
