@@ -101,6 +101,9 @@ def check_inputs(config: Config) -> None:
     from mask_od.fileio import refuse_outputs_on_inputs
     from mask_od.runs import DATA_FILE, is_run_dir
 
+    pretrained = config.pretrained if Path(config.pretrained).exists() else None
+    refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
+                             ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     out = Path(config.output_dir)
     if not config.output_dir.strip():
         raise TrainingError("output_dir is empty: name the folder the run goes to (e.g. workspace/models/my_run)")
@@ -108,9 +111,6 @@ def check_inputs(config: Config) -> None:
         raise TrainingError(f"{out}: output_dir holds files that are not a training run ({', '.join(held[:5])}"
                             f"{', …' if len(held) > 5 else ''}): a run writes config.yaml, label_map.pbtxt, train_log.jsonl "
                             "and more there; choose a new or empty folder")
-    pretrained = config.pretrained if Path(config.pretrained).exists() else None
-    refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
-                             ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     if config.init_checkpoint and not Path(config.init_checkpoint).exists() and not Path(config.init_checkpoint + ".index").exists():
         raise TrainingError(f"{config.init_checkpoint}: init_checkpoint not found")
     if config.init_checkpoint:
