@@ -42,6 +42,11 @@ def resolve_model_path(path: Path | str) -> Path:
             return p
         if (p / "saved_model" / "saved_model.pb").is_file():
             return p / "saved_model"
+        from mask_od.runs import is_run_dir
+
+        if is_run_dir(p):
+            raise ModelError(f"{p}: a training run, not an exported model; export it first (python scripts/export.py "
+                             f"--run_dir {p} --out_dir OUT) and pass OUT/model_int8.tflite or OUT/saved_model")
         tfl = sorted(f.name for f in p.glob("*.tflite"))
         raise ModelError(f"{p}: a folder without saved_model.pb; pass an export's saved_model/ folder or a .tflite file"
                          + (f" (it holds {', '.join(tfl)}; an int8 file runs fastest)" if tfl else ""))

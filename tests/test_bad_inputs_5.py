@@ -89,3 +89,14 @@ def test_export_refuses_a_negative_count_of_float_layers(tmp_path):
                         "--int8_float_layers", "-1"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "--int8_float_layers: -1 is less than 0" in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_training_run_given_as_a_model_says_to_export_it(tmp_path):
+    """detect_live.py / serve.py --model RUN_DIR said only 'a folder without saved_model.pb'."""
+    from mask_od.detect import ModelError, resolve_model_path
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 5\n")
+    with pytest.raises(ModelError, match=r"run: a training run, not an exported model; export it first \(python scripts/export.py --run_dir"):
+        resolve_model_path(run)
