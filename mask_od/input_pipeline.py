@@ -29,7 +29,8 @@ def resolve_records(pattern: str | Path | list) -> list[str]:
 def require_examples(records: str | Path | list) -> list[str]:
     """The files of ``records`` (:func:`resolve_records`), each checked to hold at least one record: a
     :class:`RecordsError` naming the file when it holds none (an empty file, a few bytes of text) or its first record
-    cannot be read (not a TFRecord file: a label map, a CSV, an image). Reads one record per file."""
+    cannot be read (not a TFRecord file: a label map, a CSV, an image), or a later one cannot (a file cut short: it
+    would end training, evaluation or an export's check in a traceback). Reads every record once (no decoding)."""
     import tensorflow as tf
 
     files = resolve_records(records)
@@ -47,6 +48,13 @@ def require_examples(records: str | Path | list) -> list[str]:
         if not first:
             raise RecordsError(f"{f}: no examples in it (an empty file, or not a TFRecord file): make records with "
                                "scripts/generate_tfrecord.py")
+        count = 0
+        try:
+            for _ in tf.data.TFRecordDataset(f, buffer_size=1 << 22):
+                count += 1
+        except tf.errors.DataLossError:
+            raise RecordsError(f"{f}: damaged after its first {count:,} record(s) (cut short, or changed): make the "
+                               "records again with scripts/generate_tfrecord.py") from None
     return files
 
 

@@ -105,8 +105,14 @@ def check_inputs(config: Config) -> None:
     refuse_outputs_on_inputs({"output_dir": config.output_dir}, [("pretrained", pretrained), ("init_checkpoint", config.init_checkpoint),
                              ("label_map", config.label_map), ("train_records", config.train_records)], replaces=False)
     out = Path(config.output_dir)
-    if not config.output_dir.strip():
-        raise TrainingError("output_dir is empty: name the folder the run goes to (e.g. workspace/models/my_run)")
+    if not config.output_dir.strip() or not out.name.strip():  # a blank name is made absolute by build_config
+        raise TrainingError(f"output_dir {config.output_dir!r} is blank: name the folder the run goes to (e.g. workspace/models/my_run)")
+    from mask_od.fileio import OutputPathError, refuse_file_in_path
+
+    try:
+        refuse_file_in_path(out)
+    except OutputPathError as e:
+        raise TrainingError(f"output_dir {e}") from None
     if out.is_dir() and not (out / DATA_FILE).is_file() and not is_run_dir(out) and (held := sorted(x.name for x in out.iterdir())):
         raise TrainingError(f"{out}: output_dir holds files that are not a training run ({', '.join(held[:5])}"
                             f"{', …' if len(held) > 5 else ''}): a run writes config.yaml, label_map.pbtxt, train_log.jsonl "

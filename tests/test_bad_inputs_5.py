@@ -20,7 +20,7 @@ def test_training_refuses_an_output_dir_of_other_files(tiny_records, tmp_path):
     with pytest.raises(TrainingError, match=r"mine: output_dir holds files that are not a training run \(config.yaml, train_log.jsonl\)"):
         train(tiny_config(tiny_records, mine, steps=1), progress=False)
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
-    with pytest.raises(TrainingError, match="output_dir is empty"):
+    with pytest.raises(TrainingError, match="output_dir .* is blank"):
         train(tiny_config(tiny_records, tmp_path, steps=1).replace(output_dir=""), progress=False)
     (tmp_path / "empty").mkdir()  # an empty folder is a new run's place: not refused by this check
     from mask_od.train import check_inputs
@@ -100,3 +100,33 @@ def test_a_training_run_given_as_a_model_says_to_export_it(tmp_path):
     (run / "config.yaml").write_text("steps: 5\n")
     with pytest.raises(ModelError, match=r"run: a training run, not an exported model; export it first \(python scripts/export.py --run_dir"):
         resolve_model_path(run)
+
+
+def test_training_refuses_a_blank_output_dir_or_one_below_a_file(tiny_records, tmp_path, monkeypatch):
+    """output_dir=' ' trained into a folder named ' '; output_dir=FILE gave '[Errno 17] File exists' and FILE/sub a
+    NotADirectoryError traceback."""
+    from mask_od.train import TrainingError, train
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TrainingError, match="is blank"):
+        train(tiny_config(tiny_records, " ", steps=1), progress=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for out, words in ((notes, "notes.txt is a file, not a folder"), (notes / "sub", "notes.txt is a file, not a folder")):
+        with pytest.raises(TrainingError, match=f"output_dir .*{words}"):
+            train(tiny_config(tiny_records, out, steps=1), progress=False)
+    assert notes.read_text() == "mine" and sorted(x.name for x in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_records_cut_short_are_refused_naming_the_file(tiny_records, tmp_path):
+    """A TFRecord file cut short in the middle (head -c) ended evaluate, train and export in a DataLossError traceback."""
+    from pathlib import Path
+
+    from mask_od.input_pipeline import RecordsError, require_examples
+
+    data = Path(tiny_records["train_records"]).read_bytes()
+    cut = tmp_path / "cut.record"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(RecordsError, match=r"cut\.record: damaged after its first [0-9,]+ record\(s\)"):
+        require_examples(str(cut))
+    assert require_examples(tiny_records["train_records"]) == [tiny_records["train_records"]]
