@@ -96,14 +96,29 @@ def check_parameters(values: dict) -> None:
         check_ratios(values["TEST_RATIO"])
     except ValueError as e:
         raise ValueError(f"{given('TEST_RATIO')}: {e}") from None
-    for name in ("LIVE_FRAMES", "NUM_CAPTURE", "NUM_DEMO_IMAGES"):  # counts the live, capture and demo cells take
-        if values[name] < 1:
-            raise ValueError(f"{given(name)}: must be 1 or more")
+    for name, least in (("LIVE_FRAMES", 1), ("NUM_CAPTURE", 1), ("NUM_DEMO_IMAGES", 10)):  # live, capture, demo cells
+        if values[name] < least:
+            raise ValueError(f"{given(name)}: must be {least} or more" + (" (the demo's photos are split into training "
+                             "and test parts)" if name == "NUM_DEMO_IMAGES" else ""))
     if values["MONITOR_SECONDS"] < 0:
         raise ValueError(f"{given('MONITOR_SECONDS')}: must be 0 (skip the monitor) or more")
     name = values["RUN_NAME"]
     if not name.strip() or name in (".", "..") or any(c in name for c in "/\\"):
         raise ValueError(f"{given('RUN_NAME')}: must be one folder name (the run goes to WORKSPACE/models/RUN_NAME)")
+    if not values["WORKSPACE"].strip():
+        raise ValueError(f"{given('WORKSPACE')}: name the folder the notebook writes to (its default: workspace)")
+    with contextlib.chdir(ROOT):
+        from mask_od.shipped import default_live_model
+
+        try:
+            default_live_model(values["SHIPPED_SIZE"])
+        except MaskODError as e:
+            raise ValueError(f"{given('SHIPPED_SIZE')}: {e}") from None
+        for name in ("DATA_DIR", "IMAGE_DIR", "LABEL_DIR", "TRY_SOURCE", "LIVE_SOURCE", "CAPTURE_SOURCE"):
+            value = values[name]  # a folder or file; a source may also be a stream URL or a camera index
+            if value and not ("://" in value or value.isdigit()) and not Path(value).expanduser().exists():
+                raise ValueError(f"{given(name)}: no such file or folder" + (" (read from the repository root, the "
+                                 f"notebook's working directory: {ROOT})" if not Path(value).expanduser().is_absolute() else ""))
 
 
 def first_line(source: str) -> str:

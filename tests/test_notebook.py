@@ -130,7 +130,10 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
                        ("ANCHOR_SIZE=4.0", "made for anchor_size 2.0 (this config: 4.0)"),
                        (f"PRETRAINED={tmp_path / 'no.h5'}", "no.h5: pretrained weights file not found"),
                        ("LIVE_FRAMES=-1", "LIVE_FRAMES=-1: must be 1 or more"),  # was refused after training and export
-                       ("RUN_NAME=../../x", "RUN_NAME='../../x': must be one folder name")):  # wrote outside the workspace
+                       ("RUN_NAME=../../x", "RUN_NAME='../../x': must be one folder name"),  # wrote outside the workspace
+                       ("WORKSPACE=", "WORKSPACE='': name the folder"),  # wrote the workspace tree into the repository
+                       ("SHIPPED_SIZE=500", "SHIPPED_SIZE=500: "), ("NUM_DEMO_IMAGES=3", "NUM_DEMO_IMAGES=3: must be 10 or more"),
+                       (f"LIVE_SOURCE={tmp_path / 'no.mp4'}", "no.mp4': no such file or folder")):  # after training
         p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
