@@ -87,7 +87,7 @@ def train(config: Config, progress: bool = True, on_eval: Callable[[dict], None]
 def check_inputs(config: Config) -> None:
     """Every file the run reads exists before anything is written or built (records, label map, init checkpoint), and
     no output lands on one of them."""
-    from mask_od.input_pipeline import resolve_records
+    from mask_od.input_pipeline import require_examples
 
     if not Path(config.label_map).is_file():
         raise TrainingError(f"{config.label_map}: label map not found (label_map)")
@@ -95,7 +95,7 @@ def check_inputs(config: Config) -> None:
         value = getattr(config, key)
         if value:
             try:
-                resolve_records(value)
+                require_examples(value)  # every record read once: an empty, foreign or cut-short file is named here
             except FileNotFoundError as e:
                 raise TrainingError(f"{key}: {e}") from None
     from mask_od.fileio import refuse_outputs_on_inputs

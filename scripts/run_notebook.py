@@ -30,6 +30,8 @@ def parameter_defaults() -> dict:
 
 
 CHOICES = {"TFLITE": "mask_od.export:TFLITE_VARIANTS"}  # list parameters whose items must be one of these
+INPUT_FOLDERS = ("DATA_DIR", "IMAGE_DIR", "LABEL_DIR")  # folders that must exist when given
+SOURCE_PARAMETERS = ("TRY_SOURCE", "LIVE_SOURCE", "CAPTURE_SOURCE")  # a file or folder, a stream URL or a camera index
 
 
 def typed_value(name: str, text: str, default):
@@ -114,9 +116,9 @@ def check_parameters(values: dict) -> None:
             default_live_model(values["SHIPPED_SIZE"])
         except MaskODError as e:
             raise ValueError(f"{given('SHIPPED_SIZE')}: {e}") from None
-        for name in ("DATA_DIR", "IMAGE_DIR", "LABEL_DIR", "TRY_SOURCE", "LIVE_SOURCE", "CAPTURE_SOURCE"):
+        for name in (*INPUT_FOLDERS, *SOURCE_PARAMETERS):
             value = values[name]  # a folder or file; a source may also be a stream URL or a camera index
-            if value and not ("://" in value or value.isdigit()) and not Path(value).expanduser().exists():
+            if value and not (name in SOURCE_PARAMETERS and ("://" in value or value.isdigit())) and not Path(value).exists():
                 raise ValueError(f"{given(name)}: no such file or folder" + (" (read from the repository root, the "
                                  f"notebook's working directory: {ROOT})" if not Path(value).expanduser().is_absolute() else ""))
 
@@ -156,6 +158,9 @@ def main(argv=None) -> int:
             params[k] = typed_value(k, v, defaults[k])
         except ValueError as e:
             return error_exit(e)
+    for k in ("WORKSPACE", *INPUT_FOLDERS, *SOURCE_PARAMETERS):  # the notebook's cells take paths as given: ~ expanded here
+        if isinstance(params.get(k), str) and params[k].startswith("~"):
+            params[k] = str(Path(params[k]).expanduser())
     try:
         check_parameters({**defaults, **params})
     except ValueError as e:

@@ -130,3 +130,18 @@ def test_records_cut_short_are_refused_naming_the_file(tiny_records, tmp_path):
     with pytest.raises(RecordsError, match=r"cut\.record: damaged after its first [0-9,]+ record\(s\)"):
         require_examples(str(cut))
     assert require_examples(tiny_records["train_records"]) == [tiny_records["train_records"]]
+
+
+def test_training_refuses_train_records_cut_short_before_writing(tiny_records, tmp_path):
+    """train.py train_records=CUT (head -c of a good file) ended in a DataLossError traceback from records_identity."""
+    from pathlib import Path
+
+    from mask_od.errors import MaskODError
+    from mask_od.train import train
+
+    data = Path(tiny_records["train_records"]).read_bytes()
+    cut = tmp_path / "cut.record"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MaskODError, match=r"cut\.record: damaged after its first"):
+        train(tiny_config(tiny_records, tmp_path / "run", steps=1, train_records=str(cut)), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -133,7 +133,8 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_the_notebook_runs(tmp_p
                        ("RUN_NAME=../../x", "RUN_NAME='../../x': must be one folder name"),  # wrote outside the workspace
                        ("WORKSPACE=", "WORKSPACE='': name the folder"),  # wrote the workspace tree into the repository
                        ("SHIPPED_SIZE=500", "SHIPPED_SIZE=500: "), ("NUM_DEMO_IMAGES=3", "NUM_DEMO_IMAGES=3: must be 10 or more"),
-                       (f"LIVE_SOURCE={tmp_path / 'no.mp4'}", "no.mp4': no such file or folder")):  # after training
+                       (f"LIVE_SOURCE={tmp_path / 'no.mp4'}", "no.mp4': no such file or folder"),  # after training
+                       ("DATA_DIR=0", "DATA_DIR='0': no such file or folder")):  # a camera index is no folder
         p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebook.py"), f"WORKSPACE={tmp_path / 'ws'}", arg],
                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
