@@ -37,24 +37,22 @@ def require_examples(records: str | Path | list) -> list[str]:
     for f in files:
         if Path(f).is_dir():
             raise RecordsError(f"{f}: a folder, not a TFRecord file: give the records file (or a glob of them)")
-        try:
-            first = list(tf.data.TFRecordDataset(f).take(1))
-        except tf.errors.DataLossError:
-            raise RecordsError(f"{f}: not a TFRecord file (its first record cannot be read; a damaged TFRecord file "
-                               "reads so too): make records with scripts/generate_tfrecord.py") from None
-        except tf.errors.OpError as e:
-            why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*", "", (e.message.splitlines() or [""])[0])
-            raise RecordsError(f"{f}: cannot be read as TFRecords ({why[:160]})") from None
-        if not first:
-            raise RecordsError(f"{f}: no examples in it (an empty file, or not a TFRecord file): make records with "
-                               "scripts/generate_tfrecord.py")
         count = 0
         try:
             for _ in tf.data.TFRecordDataset(f, buffer_size=1 << 22):
                 count += 1
         except tf.errors.DataLossError:
+            if not count:
+                raise RecordsError(f"{f}: not a TFRecord file (its first record cannot be read; a damaged TFRecord file "
+                                   "reads so too): make records with scripts/generate_tfrecord.py") from None
             raise RecordsError(f"{f}: damaged after its first {count:,} record(s) (cut short, or changed): make the "
                                "records again with scripts/generate_tfrecord.py") from None
+        except tf.errors.OpError as e:
+            why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*", "", (e.message.splitlines() or [""])[0])
+            raise RecordsError(f"{f}: cannot be read as TFRecords ({why[:160]})") from None
+        if not count:
+            raise RecordsError(f"{f}: no examples in it (an empty file, or not a TFRecord file): make records with "
+                               "scripts/generate_tfrecord.py")
     return files
 
 
